@@ -1,0 +1,90 @@
+"""The new head put on a cut base, and the classifier that joins them."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from graftkit.bases.preprocess import Preprocess
+from graftkit.errors import GraftError
+
+
+def build_head(
+    feature_shape: Sequence[int | None],
+    num_classes: int,
+    *,
+    pooling: str = "avg",
+    hidden: Sequence[int] = (),
+    dropout: float = 0.2,
+    seed: int = 0,
+) -> keras.Model:
+    """A head from base features to class probabilities.
+
+    Pooling is added only when the features are spatial (rank 3 per example or
+    more), so a base that already ends in a vector is never pooled twice.
+
+    Args:
+        feature_shape: the base's output shape without the batch axis.
+        num_classes: number of classes (the softmax width).
+        pooling: ``avg`` or ``max`` global pooling for spatial features.
+        hidden: sizes of hidden Dense (ReLU) layers, each followed by dropout.
+        dropout: dropout rate before each Dense layer; 0 disables it.
+        seed: seed of the dropout and weight initialisers.
+
+    Example:
+        >>> head = build_head((7, 7, 1280), 5, hidden=[256])
+        >>> head.output.shape
+        (None, 5)
+    """
+    if num_classes < 2:
+        raise GraftError(f"a classifier needs at least 2 classes, got {num_classes}")
+    if pooling not in ("avg", "max"):
+        raise GraftError(f"unknown --pooling '{pooling}': use avg or max")
+    inputs = keras.Input(tuple(feature_shape), name="features")
+    x = inputs
+    rank = len(feature_shape)
+    if rank == 3:
+        x = (keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D)(
+            name="pool")(x)
+    elif rank == 2:
+        x = (keras.layers.GlobalAveragePooling1D if pooling == "avg" else keras.layers.GlobalMaxPooling1D)(
+            name="pool")(x)
+    elif rank > 3:
+        x = keras.layers.Flatten(name="flatten")(x)
+    for index, units in enumerate(hidden):
+        if dropout:
+            x = keras.layers.Dropout(dropout, seed=seed + index, name=f"dropout_{index}")(x)
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{index}",
+                               kernel_initializer=keras.initializers.HeNormal(seed=seed + index))(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed + len(hidden), name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions",
+                                 kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def assemble(base, head: keras.Model, *, train_bn: bool = False) -> keras.Model:
+    """Join preprocessing, a cut base and a head into one model that takes RGB pixels 0..255.
+
+    The base is called with ``training=False`` unless ``train_bn``: its BatchNorm layers then
+    keep using their ImageNet statistics even while unfrozen (the fine-tuning trap of keras#9965).
+
+    Args:
+        base: a :class:`graftkit.bases.loader.Base`.
+        head: from :func:`build_head`.
+        train_bn: let BatchNorm layers of the base run in training mode.
+
+    Example:
+        >>> from graftkit.bases.loader import load_base
+        >>> base = load_base("mobilenet_v2_0.35", image_size=96, weights=None)
+        >>> model = assemble(base, build_head(base.feature_shape, 3))
+        >>> [layer.name for layer in model.layers]
+        ['image', 'preprocess', 'base', 'head']
+    """
+    size = base.image_size
+    inputs = keras.Input((size, size, 3), name="image")
+    x = Preprocess(base.preprocessing, name="preprocess")(inputs)
+    x = base.model(x, training=None if train_bn else False)
+    outputs = head(x)
+    return keras.Model(inputs, outputs, name="graft")

@@ -1,0 +1,53 @@
+"""Shared fixtures: where ../shared is, hermetic caches, tiny models and images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import write_images
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_caches(tmp_path_factory):
+    """Keep tests away from the user's ~/.keras and ~/.cache (and from any earlier run's files)."""
+    root = tmp_path_factory.mktemp("caches")
+    saved = {k: os.environ.get(k) for k in ("KERAS_HOME", "GRAFT_CACHE_DIR", "GRAFT_WEIGHTS_DIR")}
+    os.environ["KERAS_HOME"] = str(root / "keras")
+    os.environ["GRAFT_CACHE_DIR"] = str(root / "graftkit")
+    os.environ.pop("GRAFT_WEIGHTS_DIR", None)
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The shared folder of real data and weights; tests that need it skip when it is absent."""
+    from graftkit.settings import shared_dir
+
+    path = shared_dir()
+    if not (path / "data").is_dir():
+        pytest.skip(f"shared data not found at {path} (set GRAFT_SHARED to the shared folder)")
+    return path
+
+
+@pytest.fixture()
+def imagenet_weights(shared, monkeypatch) -> Path:
+    """Point graftkit's weight search at the real ImageNet files in shared/weights."""
+    folder = shared / "weights"
+    monkeypatch.setenv("GRAFT_WEIGHTS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture()
+def tiny_images(tmp_path) -> Path:
+    """Three colour classes, 12 images each, unsplit."""
+    return write_images(tmp_path / "images", {"red": 12, "green": 12, "blue": 12})

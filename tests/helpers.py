@@ -1,0 +1,36 @@
+"""Small builders shared by the tests: generated images and a tiny personal model."""
+
+from pathlib import Path
+
+import keras
+
+
+def write_images(root: Path, classes: dict[str, int], size: int = 24, seed: int = 0) -> Path:
+    """Write a class-per-folder set of PNGs whose classes differ in colour (learnable in a few steps)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for index, (name, count) in enumerate(classes.items()):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            base = np.zeros((size, size, 3), np.float32)
+            base[..., index % 3] = 200
+            pixels = np.clip(base + rng.normal(0, 30, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{name}_{i}.png")
+    return root
+
+
+def tiny_cnn(path, size=24, classes=5):
+    """A personal model ending in Dense softmax, the article's Example 3 shape."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="r1")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="old_top")(x)
+    keras.Model(inputs, outputs).save(path)
+    return path

@@ -1,0 +1,254 @@
+"""Personal model files: genuine Keras 2 files (written by tf-keras in a subprocess) and Keras 3 ones."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from graftkit.bases.personal import (find_cut, guess_preprocessing, keras2_config_for_keras3,
+                                     load_personal)
+from graftkit.bases.preprocess import Preprocess
+from graftkit.errors import GraftError
+from graftkit.settings import shared_dir
+from graftkit.surgery import apply_freeze, cut_at, parse_freeze
+
+sys.path.insert(0, str(Path(__file__).parent))
+from keras2_models import write_keras2_many  # noqa: E402
+
+SIZE = 32
+MOBILENET_WEIGHTS = shared_dir() / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+KINDS = {"cnn.h5": "cnn", "cnn_functional.h5": "cnn_functional", "conv_only.h5": "conv_only",
+         "flatten.h5": "flatten", "dense_only.h5": "dense_only", "nested.h5": "nested",
+         "lambda.h5": "lambda", "savedmodel": "savedmodel", "tfkeras.keras": "keras_zip"}
+
+
+@pytest.fixture(scope="module")
+def k2(tmp_path_factory):
+    """All the Keras 2 files, written in one tf-keras process (TensorFlow starts once)."""
+    folder = tmp_path_factory.mktemp("keras2")
+    kinds = dict(KINDS)
+    if MOBILENET_WEIGHTS.exists():
+        kinds["mobilenet_nested.h5"] = "mobilenet_nested"
+    write_keras2_many({folder / name: kind for name, kind in kinds.items()}, size=SIZE,
+                      weights=MOBILENET_WEIGHTS if MOBILENET_WEIGHTS.exists() else None, check=True)
+    return folder
+
+
+def _same_as_keras2(model, path: Path, atol=1e-4):
+    io = np.load(f"{path}.io.npz")
+    np.testing.assert_allclose(model.predict(io["x"], verbose=0), io["y"], atol=atol)
+
+
+def _one_line_error(call, *needles):
+    with pytest.raises(GraftError) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+# ---------------------------------------------------------------- Keras 2 .h5 files
+@pytest.mark.parametrize("name", ["cnn.h5", "cnn_functional.h5"])
+def test_keras2_classifier_is_cut_at_its_last_conv_stage(k2, name):
+    model = load_personal(k2 / name)
+    _same_as_keras2(model, k2 / name)
+    assert find_cut(model) == "conv2"
+    base = cut_at(model)
+    assert base.output.shape == (None, SIZE // 2, SIZE // 2, 16)
+    assert base.input.shape == (None, SIZE, SIZE, 3)  # defined even for a Keras 2 Sequential
+    assert base.get_layer("conv2") is model.get_layer("conv2")  # shares weights
+    # The article's head now fits: pooling a 4-D feature map, not a rank-2 softmax.
+    head = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(base.output))
+    assert keras.Model(base.input, head).output.shape == (None, 2)
+
+
+def test_keras2_feature_extractor_is_kept_whole(k2):
+    model = load_personal(k2 / "conv_only.h5")
+    assert find_cut(model) == "conv2"
+    assert cut_at(model).output.shape == (None, SIZE // 2, SIZE // 2, 16)
+
+
+def test_keras2_flatten_model_is_cut_before_flatten(k2):
+    model = load_personal(k2 / "flatten.h5")
+    _same_as_keras2(model, k2 / "flatten.h5")
+    assert find_cut(model) == "pool1"
+    assert cut_at(model).output.shape == (None, SIZE // 2, SIZE // 2, 8)
+
+
+def test_model_without_spatial_layers_is_cut_before_its_classifier(k2):
+    model = load_personal(k2 / "dense_only.h5")
+    assert find_cut(model) == "fc2"  # skips the trailing Dropout
+    assert cut_at(model).output.shape == (None, 8)
+
+
+def test_keras2_nested_model(k2):
+    model = load_personal(k2 / "nested.h5")  # BatchNormalization axis=[3] inside: fixed on load
+    _same_as_keras2(model, k2 / "nested.h5")
+    assert find_cut(model) == "features"
+    assert cut_at(model).output.shape == (None, SIZE // 2, SIZE // 2, 16)
+    inner = cut_at(model, "relu1")  # a layer inside the nested model
+    assert inner.output.shape == (None, SIZE, SIZE, 8)
+    assert apply_freeze(inner, parse_freeze("none")) == 2  # conv1 kernel + bias; bn1 stays frozen
+
+
+@pytest.mark.skipif(not MOBILENET_WEIGHTS.exists(), reason="needs shared/weights")
+def test_keras2_mobilenet_with_imagenet_weights(k2):
+    path = k2 / "mobilenet_nested.h5"  # DepthwiseConv2D(groups=1) and a nested Functional
+    model = load_personal(path)
+    _same_as_keras2(model, path)
+    assert find_cut(model) == "mobilenet_0.25_32"
+    assert cut_at(model, "conv_pw_13_relu").output.shape == (None, 1, 1, 256)
+    assert guess_preprocessing(model) == "unit"
+
+
+def test_lambda_needs_trust(k2):
+    path = k2 / "lambda.h5"
+    _one_line_error(lambda: load_personal(path), str(path), "custom Python code", "--trust-model")
+    model = load_personal(path, trust=True)
+    _same_as_keras2(model, path)
+    assert find_cut(model) == "conv1"
+
+
+def test_keras2_savedmodel_is_inference_only(k2):
+    path = k2 / "savedmodel"
+    model = load_personal(path)
+    assert model._graft_inference_only
+    io = np.load(f"{path}.io.npz")
+    np.testing.assert_allclose(model.predict(io["x"], verbose=0), io["y"], atol=1e-4)
+    base = cut_at(model)
+    assert apply_freeze(base, parse_freeze("all")) == 0
+    _one_line_error(lambda: apply_freeze(base, parse_freeze("last:1")), str(path), "--freeze all")
+
+
+def test_tf_keras_dot_keras_file_is_refused(k2):
+    path = k2 / "tfkeras.keras"
+    _one_line_error(lambda: load_personal(path), str(path), "tf-keras", ".h5")
+
+
+# ---------------------------------------------------------------- Keras 3 files
+def _keras3_classifier(first=None):
+    layers = [keras.Input((16, 16, 3))] + ([first] if first else []) + [
+        keras.layers.Conv2D(4, 3, name="conv"), keras.layers.BatchNormalization(name="bn"),
+        keras.layers.GlobalAveragePooling2D(name="gap"), keras.layers.Dense(2, name="out")]
+    return keras.Sequential(layers, name="k3")
+
+
+def test_keras3_file_loads(tmp_path):
+    path = tmp_path / "model.keras"
+    model = _keras3_classifier(Preprocess("tf", name="pre"))
+    model.save(path)
+    loaded = load_personal(path)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    assert find_cut(loaded) == "bn"
+    assert guess_preprocessing(loaded) == "none"
+
+
+def test_keras3_lambda_needs_trust(tmp_path):
+    path = tmp_path / "model.keras"
+    _keras3_classifier(keras.layers.Lambda(lambda t: t / 255.0, name="scale")).save(path)
+    _one_line_error(lambda: load_personal(path), str(path), "--trust-model")
+    assert find_cut(load_personal(path, trust=True)) == "bn"
+
+
+# ---------------------------------------------------------------- find_cut on Keras 3 models
+def test_cut_of_nested_base_keeps_the_base():
+    base = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="c1"),
+                             keras.layers.Conv2D(4, 3, name="c2")], name="backbone")
+    model = keras.Sequential([keras.Input((16, 16, 3)), base, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2)])
+    assert find_cut(model) == "backbone"
+    assert cut_at(model).output.shape == (None, 12, 12, 4)
+
+
+def test_cut_falls_inside_a_nested_classifier():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="c1")(keras.layers.Rescaling(1 / 255, name="scale")(inputs))
+    inner = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)), name="classifier")
+    outer_in = keras.Input((16, 16, 3))
+    outer = keras.Model(outer_in, keras.layers.Dense(2)(inner(outer_in)))
+    assert find_cut(outer) == "c1"
+    assert cut_at(outer).output.shape == (None, 14, 14, 4)
+    assert guess_preprocessing(outer) == "none"
+
+
+def test_preprocessing_alone_is_not_a_feature_map():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(name="flat"), keras.layers.Dense(6, name="fc"),
+                              keras.layers.Dropout(0.5), keras.layers.Dense(2, name="out"),
+                              keras.layers.Softmax()])
+    assert find_cut(model) == "fc"
+
+
+# ---------------------------------------------------------------- bad files
+def test_bad_files_give_one_line_errors(tmp_path, k2):
+    text = tmp_path / "model.h5"
+    text.write_text("this is not a model\n")
+    _one_line_error(lambda: load_personal(text), str(text), "not an HDF5")
+
+    jpeg = tmp_path / "model.keras"
+    jpeg.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(200))
+    _one_line_error(lambda: load_personal(jpeg), str(jpeg), "not a Keras .keras file")
+
+    truncated = tmp_path / "truncated.h5"
+    data = (k2 / "cnn.h5").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    _one_line_error(lambda: load_personal(truncated), str(truncated), "truncated")
+
+    weights = tmp_path / "only.weights.h5"
+    _keras3_classifier().save_weights(weights)
+    _one_line_error(lambda: load_personal(weights), str(weights), "only weights")
+
+    missing = tmp_path / "nope.h5"
+    _one_line_error(lambda: load_personal(missing), str(missing), "does not exist")
+
+    torch_file = tmp_path / "model.pt"
+    torch_file.write_bytes(b"x")
+    _one_line_error(lambda: load_personal(torch_file), str(torch_file), ".pt")
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    _one_line_error(lambda: load_personal(folder), str(folder), "SavedModel")
+
+    broken = tmp_path / "broken_savedmodel"
+    shutil.copytree(k2 / "savedmodel", broken)
+    (broken / "saved_model.pb").write_bytes(b"garbage")
+    _one_line_error(lambda: load_personal(broken), str(broken))
+
+
+def test_unknown_cut_layer(k2):
+    model = load_personal(k2 / "cnn.h5")
+    _one_line_error(lambda: cut_at(model, "conv3"), "--cut", "'conv3'", "conv1", "graft inspect")
+
+
+# ---------------------------------------------------------------- config translation
+def test_keras2_config_translation():
+    nested = {"class_name": "Functional", "name": "base/net", "config": {
+        "name": "base/net", "layers": [{"class_name": "InputLayer", "name": "in",
+                                        "config": {"name": "in"}}],
+        "input_layers": [["in", 0, 0]], "output_layers": [["in", 0, 0]]}}
+    config = {"class_name": "Functional", "config": {
+        "name": "m", "input_layers": [["x", 0, 0]], "output_layers": [["head", 0, 0]],
+        "layers": [
+            {"class_name": "InputLayer", "name": "x", "config": {"name": "x"}, "inbound_nodes": []},
+            nested | {"inbound_nodes": [[["x", 0, 0, {}]]]},
+            {"class_name": "DepthwiseConv2D", "name": "dw",
+             "config": {"name": "dw", "groups": 1, "kernel_size": [3, 3]},
+             "inbound_nodes": [[["base/net", 1, 0, {}]]]},
+            {"class_name": "BatchNormalization", "name": "head", "config": {"name": "head", "axis": [3]},
+             "inbound_nodes": [[["dw", 0, 0, {}]]]}]}}
+    fixed = keras2_config_for_keras3(config)
+    layers = fixed["config"]["layers"]
+    assert layers[1]["name"] == layers[1]["config"]["name"] == "base_net"
+    assert layers[2]["config"] == {"name": "dw", "kernel_size": [3, 3]}
+    assert layers[2]["inbound_nodes"] == [[["base_net", 0, 0, {}]]]
+    assert layers[3]["config"]["axis"] == 3
+    assert fixed["config"]["output_layers"] == ["head", 0, 0]
+    assert config["config"]["layers"][2]["config"]["groups"] == 1  # the input is not changed
