@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from graftkit import log, runfiles
 from graftkit.config import TrainConfig
+from graftkit.errors import GraftError
 
 
 @dataclass
@@ -22,6 +24,7 @@ class Run:
         stages: what each training stage did.
         config: the full configuration used.
         run_dir: the folder everything was written to.
+        mistakes: the validation images the model was surest of and wrong about (for the report).
     """
 
     model: object
@@ -30,6 +33,7 @@ class Run:
     stages: list = field(default_factory=list)
     config: TrainConfig | None = None
     run_dir: Path | None = None
+    mistakes: list = field(default_factory=list)
 
 
 def train(data: str | Path, base: str | None = None, **options) -> Run:
@@ -38,7 +42,7 @@ def train(data: str | Path, base: str | None = None, **options) -> Run:
     Stage 1 trains a new head on the frozen base; stage 2 unfreezes the layers chosen by
     ``freeze`` and fine-tunes them at a tenth of the learning rate. Everything is written
     to a run folder: ``model.keras``, ``classes.json``, ``config.json``, ``history.json``,
-    ``metrics.json``, ``curves.png`` and ``confusion.png``.
+    ``metrics.json``, ``curves.png``, ``confusion.png`` and the HTML report ``report.html``.
 
     Args:
         data: a folder with one subfolder per class (or ``train/`` and ``val/`` folders of them).
@@ -54,8 +58,22 @@ def train(data: str | Path, base: str | None = None, **options) -> Run:
         >>> run.metrics["accuracy"]  # doctest: +SKIP
         0.93
     """
+    _known_options(options)
     config = TrainConfig(data=str(data), **({"base": base} if base else {}), **options).validated()
     return train_config(config)
+
+
+def _known_options(options: dict) -> None:
+    """An unknown option is a one-line error naming it (and the nearest known one), before any work."""
+    import dataclasses
+    import difflib
+
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    for name in options:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{near[0]}'? " if near else ""
+            raise GraftError(f"unknown option '{name}': {hint}see graftkit.config.TrainConfig for the options")
 
 
 def train_config(config: TrainConfig) -> Run:
@@ -65,10 +83,13 @@ def train_config(config: TrainConfig) -> Run:
     from graftkit.evaluate import evaluate_images, format_scores
     from graftkit.head import assemble, build_head
     from graftkit.surgery import parse_freeze
-    from graftkit.train import fine_tune_stage, fit_stage
+    from graftkit.stages import fine_tune_stage, fit_stage
 
+    import keras
+
+    keras.utils.set_random_seed(config.seed)  # the same seed gives the same run
     started = time.perf_counter()
-    split = load_split(config.data, val_split=config.val_split, seed=config.seed)
+    split = load_split(config.data, val_split=config.val_split, seed=config.seed, strict=config.strict)
     log.info(f"data: {len(split.train)} training and {len(split.val)} validation images, "
              f"{len(split.class_names)} classes ({split.how})")
     base = load_base(config.base, image_size=config.image_size, weights=config.weights, cut=config.cut,
@@ -93,21 +114,44 @@ def train_config(config: TrainConfig) -> Run:
                  ", ".join(f"{split.class_names[i]} {w:.2f}" for i, w in weights.items()))
 
     stages = []
+    cached = None
+    logs = _tensorboard(config, run_dir)
     base.model.trainable = False
-    if config.epochs:
+    if config.epochs and config.feature_cache != "off":
+        from graftkit.headstage import cached_head_stage, choose_views
+
+        views, why = choose_views(config.aug_views, config.augment)
+        log.info(f"head stage on cached base features: {why}")
+        result, cached = cached_head_stage(
+            base, head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
+            learning_rate=config.lr, patience=config.patience, class_weight=weights,
+            cache=config.feature_cache, memory_budget_mb=config.feature_memory_mb, seed=config.seed,
+            callbacks=logs("head"))
+        stages.append(result)
+    elif config.epochs:
         stages.append(fit_stage("head", model, train_data, val_data, epochs=config.epochs,
-                                learning_rate=config.lr, patience=config.patience, class_weight=weights))
+                                learning_rate=config.lr, patience=config.patience, class_weight=weights,
+                                callbacks=logs("head")))
     freeze = parse_freeze(config.freeze)
     if config.fine_tune_epochs and freeze.kind != "all":
         baseline = stages[-1].best_val_loss if stages else float("inf")
         stages.append(fine_tune_stage(model, base.model, train_data, val_data, freeze=freeze,
                                       train_bn=config.train_bn, epochs=config.fine_tune_epochs,
                                       learning_rate=config.fine_tune_lr, patience=config.patience,
-                                      class_weight=weights, baseline_val_loss=baseline))
+                                      class_weight=weights, baseline_val_loss=baseline,
+                                      callbacks=logs("fine_tune")))
     elif config.fine_tune_epochs:
         log.info("--freeze all: no fine-tuning stage")
 
-    scores, _ = evaluate_images(model, split.val, batch_size=config.batch_size)
+    if cached is not None and not any(s.name == "fine_tune" and s.kept for s in stages):
+        from graftkit.evaluate import score
+        from graftkit.headstage import predict_features
+
+        # The base is as it was when the features were cached: the head on them is the full model.
+        probabilities = predict_features(cached.model, cached.val)
+        scores = score(split.val.labels, probabilities, split.class_names)
+    else:
+        scores, probabilities = evaluate_images(model, split.val, batch_size=config.batch_size)
     metrics = {
         **scores,
         "stages": {s.name: {"best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss,
@@ -118,13 +162,32 @@ def train_config(config: TrainConfig) -> Run:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "train_images": len(split.train),
         "val_images": len(split.val),
+        "skipped_images": {"count": len(split.skipped),
+                           "files": [{"path": path, "reason": reason} for path, reason in split.skipped]},
+        "duplicate_images": {"count": len(split.duplicates),
+                             "pairs": [{"train": seen, "val": copy} for seen, copy in split.duplicates]},
+        "base": {"source": base.source, "cut": base.cut, "feature_shape": list(base.feature_shape),
+                 "preprocessing": base.preprocessing, "weights": str(base.weights), "image_size": base.image_size},
     }
+    from graftkit.report import confident_mistakes
+
     run = Run(model=model, class_names=split.class_names, metrics=metrics, stages=stages, config=config,
-              run_dir=run_dir)
+              run_dir=run_dir,
+              mistakes=confident_mistakes(split.val.paths, split.val.labels, probabilities, split.class_names))
     write_run(run)
     log.info(format_scores(scores))
     log.info(f"run folder: {run_dir}")
     return run
+
+
+def _tensorboard(config: TrainConfig, run_dir: Path):
+    """``stage name -> callbacks``: a TensorBoard callback logging to ``run_dir/logs/<stage>`` with --tensorboard."""
+    if not config.tensorboard:
+        return lambda stage: []
+    import keras
+
+    log.info(f"TensorBoard logs in {run_dir / 'logs'} (view: tensorboard --logdir {run_dir / 'logs'})")
+    return lambda stage: [keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs" / stage))]
 
 
 def write_run(run: Run) -> None:
@@ -138,4 +201,7 @@ def write_run(run: Run) -> None:
     runfiles.atomic_write_json(folder / "metrics.json", run.metrics)
     plot_curves([{"name": s.name, "history": s.history} for s in run.stages], folder / "curves.png")
     plot_confusion(run.metrics["confusion_matrix"], run.class_names, folder / "confusion.png")
+    from graftkit.report import write_run_report
+
+    write_run_report(folder, metrics=run.metrics, config=json.loads(run.config.to_json()), mistakes=run.mistakes)
     runfiles.atomic_save_model(run.model, folder / runfiles.MODEL_FILE)

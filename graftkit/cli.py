@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 
-from graftkit.config import DEFAULT_BASE
+from graftkit.config import DEFAULT_BASE, FALLBACK_BASE
 from graftkit.errors import GraftError
 
 EPILOG = "Errors are one line on stderr with exit code 2; `graft COMMAND -h` shows each command's options."
@@ -22,8 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from graftkit import log
+    from graftkit.settings import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     log.set_quiet(getattr(args, "quiet", False))
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")  # a file name that is not UTF-8 prints as its own bytes
     try:
         return args.run(args) or 0
     except GraftError as error:
@@ -42,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a classifier on a folder of images",
                                 description="Train a head on a frozen base, then fine-tune the top of the base.")
     train.add_argument("data", help="folder of class subfolders, or of train/ and val/ folders of them")
-    train.add_argument("--base", default=DEFAULT_BASE,
-                       help=f"base name (see `graft bases`) or a .keras/.h5/SavedModel path (default {DEFAULT_BASE})")
+    train.add_argument("--base", help="base name (see `graft bases`) or a .keras/.h5/SavedModel path "
+                                      f"(default {DEFAULT_BASE} when installed, else {FALLBACK_BASE})")
     train.add_argument("--weights", default="imagenet",
                        help="imagenet (found offline first), a weights file, or none for random weights")
     train.add_argument("--cut", help="layer to cut the base at (see `graft inspect`)")
@@ -73,7 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs")
     train.add_argument("--class-weights", default="auto", choices=["auto", "none"])
     train.add_argument("--trust-model", action="store_true",
-                       help="allow a personal model that contains custom Python code (only if you trust it)")
+                       help="allow a personal model that runs code of its author's: Lambda layers, "
+                            "a SavedModel folder (only if you trust its author)")
+    train.add_argument("--feature-cache", default="auto", choices=["auto", "memory", "disk", "off"],
+                       help="head stage on the frozen base's features computed once and cached: auto (in memory "
+                            "when they fit, else streamed from the disk cache), memory, disk, or off to run the "
+                            "base every epoch (default auto)")
+    train.add_argument("--aug-views", type=int, metavar="K",
+                       help="cache K augmented views per training image for the head stage "
+                            "(default: exact features, no augmentation; fine-tuning still augments)")
+    train.add_argument("--feature-memory-mb", type=int, metavar="MB",
+                       help="most MB of cached features to hold in memory (default an eighth of RAM, at most 2048)")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="write TensorBoard logs of each stage to RUN/logs (tensorboard --logdir RUN/logs)")
+    train.add_argument("--strict", action="store_true",
+                       help="make a bad image file, or a validation image that is also a training image, "
+                            "an error; by default it is skipped (or kept) with a warning")
     train.add_argument("--out", help="run folder (default runs/TIME-BASE)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=_train)
@@ -82,8 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="run folder or model.keras")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     predict.add_argument("--top-k", type=int, default=3)
-    predict.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    predict.add_argument("--format", choices=["table", "csv", "json"],
+                         help="table, csv or json (default: table on the terminal; for --output, from its "
+                              "extension: .json is json, anything else csv)")
+    predict.add_argument("--output", "-o", metavar="FILE",
+                         help="write the predictions to FILE (atomically, row by row) instead of stdout")
     predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--strict", action="store_true", help="make a bad image file an error; by default it "
+                                                               "is skipped with a warning")
     predict.set_defaults(run=_predict)
 
     evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled folder")
@@ -91,7 +117,37 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help="folder of class subfolders (its val/ part when it is split)")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.add_argument("--strict", action="store_true", help="make a bad image file an error; by default it "
+                                                                "is skipped with a warning")
+    evaluate.add_argument("--report", metavar="PATH",
+                          help="write the HTML report here (default: evaluation.html in the run folder)")
+    evaluate.add_argument("--no-report", dest="write_report", action="store_false",
+                          help="print the scores only, write no report")
     evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser("export", help="export a trained model, checked against the Keras model",
+                                 description="Write a run's model as Keras, SavedModel, TFLite or ONNX (to "
+                                             "RUN/exports/ by default), run it on validation images beside the "
+                                             "Keras model, and keep it only when they agree.")
+    export.add_argument("model", help="run folder or model.keras")
+    export.add_argument("--format", default="tflite", choices=["keras", "savedmodel", "tflite", "onnx"],
+                        help="default tflite")
+    export.add_argument("--quantize", default="none", choices=["none", "float16", "dynamic", "int8"],
+                        help="TFLite quantization: float16 weights, dynamic (int8 weights), or int8 (full integer, "
+                             "calibrated on training images; float input and output kept)")
+    export.add_argument("--out", help="the exported file or folder (default RUN/exports/model[-QUANTIZE].EXT)")
+    export.add_argument("--data", help="folder of images to check (and calibrate) on, instead of the run's data")
+    export.add_argument("--check-images", type=int, default=64, help="images the check runs on (default 64)")
+    export.add_argument("--calibration-images", type=int, default=200,
+                        help="training images that calibrate int8 (default 200)")
+    export.add_argument("--min-agreement", type=float,
+                        help="least top-1 agreement with the Keras model (default 0.99; float16 0.98, dynamic 0.97, "
+                             "int8 0.9)")
+    export.add_argument("--max-difference", type=float,
+                        help="largest class-probability difference allowed (default 0.05 unquantized, else none)")
+    export.add_argument("--batch-size", type=int, default=32)
+    export.add_argument("--quiet", action="store_true")
+    export.set_defaults(run=_export)
 
     inspect = commands.add_parser("inspect", help="list a model's layers and mark where graftkit cuts")
     inspect.add_argument("model", help="a .keras/.h5/SavedModel path or a base name")
@@ -120,27 +176,38 @@ def _train(args) -> int:
 
 
 def _predict(args) -> int:
-    from graftkit.data import list_images
-    from graftkit.predict import predict_files
-    from graftkit.runfiles import load_trained
+    import time
+    from pathlib import Path
+
+    from graftkit import log
+    from graftkit.data import check_images, list_images
+    from graftkit.predict import predict_files, write_predictions
+    from graftkit.runfiles import load_trained, temporary_beside
 
     _positive("--top-k", args.top_k)
     _positive("--batch-size", args.batch_size)
-    paths = list_images(args.inputs)
+    paths, _ = check_images(list_images(args.inputs), strict=args.strict)
     model, class_names = load_trained(args.model)
-    rows = predict_files(model, paths, class_names, top_k=args.top_k, batch_size=args.batch_size)
-    if args.format == "json":
-        print(json.dumps([row for row in rows], indent=2))
-    elif args.format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "label", "probability", "top_k"])
-        for row in rows:
-            writer.writerow([row["path"], row["label"], f"{row['probability']:.4f}",
-                             ";".join(f"{name}:{p:.4f}" for name, p in row["top_k"])])
+    output = Path(args.output) if args.output else None
+    format = args.format or ("table" if output is None else "json" if output.suffix.lower() == ".json" else "csv")
+    # The bar goes to stderr; on a terminal it would break up a table printed there.
+    bar = log.progress(len(paths), "predict") if output or not sys.stdout.isatty() else None
+    started = time.perf_counter()
+    rows = predict_files(model, paths, class_names, top_k=args.top_k, batch_size=args.batch_size,
+                         progress=bar.update if bar else None)
+    if output is None:
+        count = write_predictions(rows, sys.stdout, format)
     else:
-        for row in rows:
-            others = "  ".join(f"{name} {p:.3f}" for name, p in row["top_k"][1:])
-            print(f"{row['label']:<16} {row['probability']:.3f}  {row['path']}" + (f"   ({others})" if others else ""))
+        if not output.parent.is_dir():
+            raise GraftError(f"--output '{output}': folder '{output.parent}' does not exist")
+        with temporary_beside(output, suffix=".part") as tmp, \
+                open(tmp, "w", newline="", errors="surrogateescape") as stream:
+            count = write_predictions(rows, stream, format)
+    if bar:
+        bar.close()
+    seconds = time.perf_counter() - started
+    log.info(f"{count} images in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} images/s)"
+             + (f", written to {output}" if output else ""))
     return 0
 
 
@@ -151,9 +218,41 @@ def _evaluate(args) -> int:
 
     _positive("--batch-size", args.batch_size)
     model, class_names = load_trained(args.model)
-    images = labelled_images(args.data, class_names)
-    scores, _ = evaluate_images(model, images, batch_size=args.batch_size)
+    images = labelled_images(args.data, class_names, strict=args.strict)
+    scores, probabilities = evaluate_images(model, images, batch_size=args.batch_size)
     print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
+    _evaluation_report(args, scores, images, probabilities)
+    return 0
+
+
+def _evaluation_report(args, scores, images, probabilities) -> None:
+    """The HTML report of ``graft evaluate``: in the run folder, or at ``--report PATH``."""
+    from pathlib import Path
+
+    from graftkit import log
+    from graftkit.report import confident_mistakes, write_evaluation_report
+
+    model = Path(args.model)
+    folder = model if model.is_dir() else model.parent
+    run_dir = folder if (folder / "config.json").is_file() else None
+    if not args.write_report or (args.report is None and not model.is_dir()):
+        return
+    path = Path(args.report) if args.report else folder / "evaluation.html"
+    mistakes = confident_mistakes(images.paths, images.labels, probabilities, images.class_names)
+    path = write_evaluation_report(path, scores=scores, mistakes=mistakes, data=args.data, run_dir=run_dir)
+    log.info(f"report: {path}")
+
+
+def _export(args) -> int:
+    from graftkit import log
+    from graftkit.export import describe, export_run
+
+    export = export_run(args.model, args.format, quantize=args.quantize, out=args.out, data=args.data,
+                        check_count=args.check_images, calibration_count=args.calibration_images,
+                        batch_size=args.batch_size, min_agreement=args.min_agreement,
+                        max_difference=args.max_difference)
+    log.info(describe(export))
+    print(json.dumps(export.to_dict()))
     return 0
 
 

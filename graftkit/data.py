@@ -1,19 +1,27 @@
 """Image folders in, checked train/val splits and streamed ``tf.data`` pipelines out.
 
 A data folder holds one subfolder per class, either already split into ``train/`` and
-``val/`` (or ``validation/``) or split here, stratified and seeded. Every image is checked
-once up front, so a bad file fails in seconds with its name instead of mid-epoch.
+``val/`` (or ``validation/``) or split here, stratified and seeded. Every file is checked
+once up front, before any training: a bad one (truncated, corrupt, empty, not an image,
+a decompression bomb, unreadable) is left out with a warning naming it, or, with
+``strict``, fails in seconds with its name. The same image in training and validation is
+reported the same way. A file that goes bad after the check is left out of the stream
+with a warning rather than stopping an epoch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+import stat
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from graftkit import log
 from graftkit.errors import GraftError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
@@ -21,11 +29,19 @@ _EXTENSIONS_TEXT = " ".join(IMAGE_EXTENSIONS)
 # Windows marks these hidden by attribute, not by name, so their owners never see them to move them.
 _OS_FILES = {"thumbs.db", "desktop.ini"}
 _FIX_LAYOUT = "pass a folder with one subfolder of images per class"
+# Pillow's own default limit (about 9459 x 9459 pixels). A header claiming more is refused before any
+# pixel is decoded, so a decompression bomb (a small file claiming 30000 x 30000) never allocates.
+MAX_PIXELS = 89_478_485
+_LISTED = 20  # problems named one per line in the warnings; the rest are counted
+_STRICT_HINT = "without --strict, bad files are skipped with a warning"
 
 
 @dataclass
 class ImageSet:
     """A list of labelled image files.
+
+    ``skipped`` lists the files left out as bad, as ``(path, reason)`` pairs
+    (filled by :func:`labelled_images`).
 
     Example:
         >>> import numpy as np
@@ -37,6 +53,7 @@ class ImageSet:
     paths: list[str]
     labels: np.ndarray
     class_names: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -52,27 +69,37 @@ class DataSplit:
     """Train and validation sets over the same classes.
 
     ``how`` is ``"folders"`` when the data came split into folders, else e.g. ``"split 0.2, seed 0"``.
+    ``skipped`` lists the bad files left out, as ``(path, reason)``; ``duplicates`` the
+    ``(training path, validation path)`` pairs with the same content.
     """
 
     train: ImageSet
     val: ImageSet
     class_names: list[str]
     how: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
 
 
-def load_split(root, val_split: float = 0.2, seed: int = 0) -> DataSplit:
+def load_split(root, val_split: float = 0.2, seed: int = 0, *, strict: bool = False) -> DataSplit:
     """Find the classes and images under ``root``, check every image and split them.
 
     ``root`` holds either ``train/`` and ``val/`` (or ``validation/``) with the same class
     subfolders, or the class subfolders themselves, which are then split per class: a
     ``val_split`` share of each class (at least one image, never all) goes to validation.
-    Images in nested folders count for their class; hidden entries and plain files at the
-    top are ignored.
+    Images in nested folders count for their class; hidden entries (``.DS_Store``) and
+    plain files at the top are ignored; symlinked folders are followed, each folder once.
+
+    Bad files (not an image, empty, truncated, corrupt, over :data:`MAX_PIXELS`,
+    unreadable) are left out with a warning naming each, and listed in ``skipped``; a
+    class left with no images is still an error. Validation images whose content is also
+    in training are warned about and listed in ``duplicates``, not dropped.
 
     Args:
         root: the data folder.
         val_split: share of each class held out for validation when ``root`` is not split.
         seed: seed of that split.
+        strict: make any bad file or train/validation duplicate an error instead.
 
     Returns:
         The split, class names sorted, paths sorted within each class.
@@ -95,37 +122,48 @@ def load_split(root, val_split: float = 0.2, seed: int = 0) -> DataSplit:
             raise GraftError(f"class '{name}' is in '{have}' but not in '{lack}': "
                              f"add '{lack / name}' with images or remove '{have / name}'")
         names = sorted(train)
-        _check_images([p for files in (*train.values(), *val.values()) for p in files])
-        return DataSplit(_image_set(train, names), _image_set(val, names), names, "folders")
-    if not 0 < val_split < 1:
-        raise GraftError(f"--val-split {val_split} is out of range: use a fraction such as 0.2")
-    classes = _classes(root)
-    names = sorted(classes)
-    rng = np.random.default_rng(seed)
-    train, val = {}, {}
-    for name in names:
-        files = classes[name]
-        if len(files) < 2:
-            raise GraftError(f"class '{name}' has only 1 image ('{root / name}'): a class needs at least 2 "
-                             "to split into train and val; add images or remove the folder")
-        n_val = min(max(round(len(files) * val_split), 1), len(files) - 1)
-        order = rng.permutation(len(files))
-        val[name] = sorted(files[i] for i in order[:n_val])
-        train[name] = sorted(files[i] for i in order[n_val:])
-    _check_images([p for name in names for p in classes[name]])
-    return DataSplit(_image_set(train, names), _image_set(val, names), names, f"split {val_split:g}, seed {seed}")
+        checked = _scan([p for files in (*train.values(), *val.values()) for p in files], strict=strict)
+        train, val = _usable(train, checked, train_dir), _usable(val, checked, val_dir)
+        split = DataSplit(_image_set(train, names), _image_set(val, names), names, "folders")
+    else:
+        if not 0 < val_split < 1:
+            raise GraftError(f"--val-split {val_split} is out of range: use a fraction such as 0.2")
+        classes = _classes(root)
+        names = sorted(classes)
+        checked = _scan([p for name in names for p in classes[name]], strict=strict)
+        usable = _usable(classes, checked, root)
+        rng = np.random.default_rng(seed)
+        train, val = {}, {}
+        for name in names:
+            files = usable[name]
+            if len(files) < 2:
+                dropped = len(classes[name]) - len(files)
+                after = f" after skipping {dropped} bad file{'s' * (dropped > 1)}" if dropped else ""
+                raise GraftError(f"class '{name}' has only 1 image ('{root / name}'){after}: a class needs at "
+                                 "least 2 to split into train and val; add images or remove the folder")
+            n_val = min(max(round(len(files) * val_split), 1), len(files) - 1)
+            order = rng.permutation(len(files))
+            val[name] = sorted(files[i] for i in order[:n_val])
+            train[name] = sorted(files[i] for i in order[n_val:])
+        split = DataSplit(_image_set(train, names), _image_set(val, names), names,
+                          f"split {val_split:g}, seed {seed}")
+    split.skipped = checked.skipped
+    split.duplicates = _duplicates(split.train.paths, split.val.paths, checked.digests, strict)
+    return split
 
 
-def labelled_images(root, class_names: list[str]) -> ImageSet:
+def labelled_images(root, class_names: list[str], *, strict: bool = False) -> ImageSet:
     """The checked images of a labelled folder, labelled with a trained model's classes, for evaluation.
 
     ``root`` holds class subfolders, or ``train/`` and ``val/`` (or ``validation/``), in which
     case its validation part is used. A class of the model may be absent; a folder the model
-    has no class for is an error.
+    has no class for is an error. Bad files are left out with a warning (listed in the
+    result's ``skipped``), or are an error with ``strict``.
 
     Args:
         root: the labelled folder.
         class_names: the model's class names, in the order of its outputs.
+        strict: make any bad file an error.
 
     Returns:
         The images, labels indexing ``class_names``.
@@ -144,8 +182,42 @@ def labelled_images(root, class_names: list[str]) -> ImageSet:
     if unknown:
         raise GraftError(f"class folder '{folder / unknown[0]}' is not a class of the model "
                          f"({', '.join(class_names)}): move it out or use a model trained on that class")
-    _check_images([p for files in classes.values() for p in files])
-    return _image_set(classes, list(class_names))
+    checked = _scan([p for files in classes.values() for p in files], strict=strict, digests=False)
+    images = _image_set(_usable(classes, checked, folder), list(class_names))
+    images.skipped = checked.skipped
+    return images
+
+
+def check_images(paths, *, strict: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
+    """Split image files into the readable ones and the bad ones, for prediction.
+
+    Files are kept whatever their extension (Pillow decides what is an image). Bad ones
+    are named in a warning each, or, with ``strict``, the first is an error.
+
+    Args:
+        paths: image files.
+        strict: make any bad file an error.
+
+    Returns:
+        ``(readable paths in their order, [(bad path, reason), ...])``.
+
+    Raises:
+        GraftError: ``strict`` and a file is bad, or no file is readable at all.
+
+    Example:
+        >>> from PIL import Image
+        >>> Image.new("RGB", (8, 8)).save("/tmp/graftkit_ok.png")
+        >>> open("/tmp/graftkit_bad.png", "w").write("hello")
+        5
+        >>> check_images(["/tmp/graftkit_ok.png", "/tmp/graftkit_bad.png"])  # doctest: +ELLIPSIS
+        (['/tmp/graftkit_ok.png'], [('/tmp/graftkit_bad.png', 'not a readable image (...)')])
+    """
+    paths = [str(p) for p in paths]
+    checked = _scan(paths, strict=strict, digests=False, any_name=True)
+    if paths and not checked.good:
+        raise GraftError(f"none of the {len(paths)} files is a readable image (first: '{paths[0]}', "
+                         f"{checked.skipped[0][1]}): pass image files")
+    return checked.good, checked.skipped
 
 
 def _open_root(root) -> tuple[Path, Path | None, Path | None]:
@@ -172,13 +244,36 @@ def _visible(name: str) -> bool:
 
 
 def _subfolders(folder: Path) -> dict[str, Path]:
-    return {e.name: Path(e.path) for e in os.scandir(folder) if _visible(e.name) and e.is_dir()}
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name: Path(e.path) for e in entries if _visible(e.name) and e.is_dir()}
+    except OSError as error:
+        raise GraftError(f"cannot read folder '{folder}' ({_reason(error)}): check its permissions") from None
 
 
 def _walk(folder: Path) -> list[str]:
-    """Every visible file under ``folder``, recursively, sorted."""
-    found = []
-    for here, dirs, files in os.walk(folder, followlinks=True):
+    """Every visible file under ``folder``, recursively, sorted.
+
+    Symlinked folders are followed, but each real folder is read once, so a link back up
+    the tree (a loop) neither hangs nor lists files twice. A folder that cannot be read is
+    named in a warning and left out.
+    """
+    found, seen = [], set()
+
+    def unreadable(error: OSError) -> None:
+        log.warn(f"skipped folder '{error.filename or folder}': not readable ({_reason(error)})")
+
+    for here, dirs, files in os.walk(folder, followlinks=True, onerror=unreadable):
+        try:
+            info = os.stat(here)
+        except OSError as error:
+            unreadable(error)
+            dirs[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
         dirs[:] = [d for d in dirs if _visible(d)]
         found += [os.path.join(here, f) for f in files if _visible(f)]
     return sorted(found)
@@ -189,7 +284,7 @@ def _is_image_name(path: str) -> bool:
 
 
 def _classes(folder: Path, min_classes: int = 2) -> dict[str, list[str]]:
-    """Class name -> its image files; checks the layout and the file names, not the contents."""
+    """Class name -> every visible file in its folder; checks the layout, not the files."""
     folders = _subfolders(folder)
     if not folders:
         raise GraftError(f"data folder '{folder}' has no class subfolders: {_FIX_LAYOUT}")
@@ -199,18 +294,121 @@ def _classes(folder: Path, min_classes: int = 2) -> dict[str, list[str]]:
     classes = {}
     for name, path in sorted(folders.items()):
         files = _walk(path)
-        others = [f for f in files if not _is_image_name(f)]
-        if others:
-            raise GraftError(f"'{others[0]}' is not an image: graftkit reads {_EXTENSIONS_TEXT}; "
-                             "move it out of the data folder")
         if not files:
             raise GraftError(f"class folder '{path}' has no images: add {_EXTENSIONS_TEXT} files or remove it")
         classes[name] = files
     return classes
 
 
-def _check_image(path: str) -> None:
-    with Image.open(path) as img:
+class _BadFile(Exception):
+    """Why a file is left out; the message reads after "is", e.g. "not a readable image (...)"."""
+
+
+@dataclass
+class _Checked:
+    good: list[str]
+    skipped: list[tuple[str, str]]
+    digests: dict[str, str]
+
+
+def _scan(paths: list[str], *, strict: bool, digests: bool = True, any_name: bool = False) -> _Checked:
+    """Check every file; warn about (or, ``strict``, fail on) the bad ones."""
+    good, skipped, hashes = [], [], {}
+    with warnings.catch_warnings():  # Pillow only warns between 1x and 2x its pixel limit: refuse those too
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for path in paths:
+            try:
+                hashes[path] = _check_file(path, digest=digests, any_name=any_name)
+                good.append(path)
+            except _BadFile as bad:
+                skipped.append((path, str(bad)))
+    if skipped and strict:
+        path, reason = skipped[0]
+        more = f" ({len(skipped) - 1} more bad files after it)" if len(skipped) > 1 else ""
+        fix = ("move it out of the data folder" if reason.startswith("not an image ")
+               else "replace it or move it out of the data folder")
+        raise GraftError(f"'{path}' is {reason}{more}: {fix} ({_STRICT_HINT})")
+    _warn_all([f"skipped '{path}': {reason}" for path, reason in skipped],
+              f"{{n}} bad file{{s}} skipped; replace or remove {{them}}, or pass --strict to make bad files an error")
+    return _Checked(good, skipped, hashes)
+
+
+def _warn_all(lines: list[str], summary: str) -> None:
+    """One warning per problem (the first ``_LISTED``), then a summary with the count."""
+    if not lines:
+        return
+    for line in lines[:_LISTED]:
+        log.warn(line)
+    if len(lines) > _LISTED:
+        log.warn(f"... and {len(lines) - _LISTED} more")
+    n = len(lines)
+    log.warn(summary.format(n=n, s="s" * (n > 1), them="them" if n > 1 else "it"))
+
+
+def _usable(classes: dict[str, list[str]], checked: _Checked, folder: Path) -> dict[str, list[str]]:
+    """``classes`` without the files the scan skipped; a class left without images is an error."""
+    good = set(checked.good)
+    kept = {}
+    for name, files in classes.items():
+        kept[name] = [f for f in files if f in good]
+        if not kept[name]:
+            n = len(files)
+            raise GraftError(f"class folder '{folder / name}' has no usable images (its {n} file{'s' * (n > 1)} "
+                             f"{'were' if n > 1 else 'was'} skipped as bad, see the warnings): "
+                             f"add {_EXTENSIONS_TEXT} files or remove the folder")
+    return kept
+
+
+def _duplicates(train: list[str], val: list[str], digests: dict[str, str], strict: bool) -> list[tuple[str, str]]:
+    """(training path, validation path) pairs of identical files; warned about, or an error when ``strict``."""
+    first = {}
+    for path in train:
+        first.setdefault(digests[path], path)
+    pairs = [(first[digests[path]], path) for path in val if digests[path] in first]
+    if pairs and strict:
+        seen, copy = pairs[0]
+        more = f" ({len(pairs) - 1} more such pairs)" if len(pairs) > 1 else ""
+        raise GraftError(f"validation image '{copy}' is the same image as training image '{seen}'{more}: "
+                         "remove one copy so validation measures unseen images (without --strict this "
+                         "is a warning)")
+    _warn_all([f"validation image '{copy}' is the same image as training image '{seen}'" for seen, copy in pairs],
+              "{n} validation image{s} also in training: validation scores will be optimistic; "
+              "remove the copies, or pass --strict to make this an error")
+    return pairs
+
+
+def _check_file(path: str, *, digest: bool = True, any_name: bool = False) -> str | None:
+    """Raise :class:`_BadFile` unless ``path`` is a readable image; returns its content digest."""
+    if not any_name and not _is_image_name(path):
+        raise _BadFile(f"not an image (graftkit reads {_EXTENSIONS_TEXT})")
+    try:
+        info = os.stat(path)
+    except OSError as error:  # vanished, a symlink loop, a dangling link, no permission on the folder
+        raise _BadFile(f"not readable ({_reason(error)})") from None
+    if not stat.S_ISREG(info.st_mode):  # a named pipe would block the open forever
+        raise _BadFile("not a regular file")
+    if info.st_size == 0:
+        raise _BadFile("an empty file (0 bytes)")
+    try:
+        with open(path, "rb") as file:
+            hashed = _digest(file) if digest else None
+            file.seek(0)
+            _check_image(file)
+    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ...
+        raise _BadFile(f"not a readable image ({_reason(error)})") from None
+    return hashed
+
+
+def _digest(file) -> str:
+    hasher = hashlib.blake2b(digest_size=16)
+    for chunk in iter(lambda: file.read(1 << 20), b""):
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _check_image(source) -> None:
+    with Image.open(source) as img:
+        _check_pixels(img)
         if img.format == "PNG":
             img.verify()  # walks every chunk and its CRC: catches truncation without decompressing
             return
@@ -220,21 +418,20 @@ def _check_image(path: str) -> None:
         img.load()
 
 
-def _check_images(paths: list[str]) -> None:
-    bad = []
-    for path in paths:
-        try:
-            _check_image(path)
-        except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, struct.error ...
-            bad.append((path, error))
-    if bad:
-        path, error = bad[0]
-        more = f" ({len(bad) - 1} more bad files after it)" if len(bad) > 1 else ""
-        raise GraftError(f"'{path}' is not a readable image ({_reason(error)}){more}: "
-                         "replace it or move it out of the data folder")
+def _check_pixels(img: Image.Image) -> None:
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"{width}x{height} pixels is over graftkit's limit of {MAX_PIXELS:,}: "
+                         "a possible decompression bomb")
 
 
 def _reason(error: Exception) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "unknown or damaged image format"
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"its header claims more than graftkit's limit of {MAX_PIXELS:,} pixels: a possible decompression bomb"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # without the file name, which the message gives already
     return " ".join(str(error).split()) or type(error).__name__
 
 
@@ -247,8 +444,9 @@ def _image_set(classes: dict[str, list[str]], names: list[str]) -> ImageSet:
 def read_image(path, size: int) -> np.ndarray:
     """Read one image file as RGB pixels squashed to ``size`` x ``size``.
 
-    EXIF rotation is applied, a GIF gives its first frame, transparency is laid on white,
-    and 16-bit images are scaled down to 8 bits.
+    EXIF rotation is applied (a damaged EXIF block is ignored), a GIF gives its first
+    frame, transparency is laid on white, and 16-bit images are scaled down to 8 bits.
+    Images over :data:`MAX_PIXELS` are refused before they are decoded.
 
     Args:
         path: an image file.
@@ -267,20 +465,35 @@ def read_image(path, size: int) -> np.ndarray:
         (224, 224, 3)
     """
     try:
-        with Image.open(path) as img:
-            img.draft("RGB", (size, size))  # JPEG only: decode at the smallest scale still >= size
-            img = _to_rgb(ImageOps.exif_transpose(img))
-            img = img.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
+        return _read(path, size)
     except Exception as error:
         raise GraftError(f"cannot read image '{path}' ({_reason(error)}): replace the file or leave it out") from None
+
+
+def _read(path, size: int) -> np.ndarray:
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a named pipe would block the open forever
+        raise ValueError("not a regular file")
+    with Image.open(path) as img:
+        _check_pixels(img)
+        img.draft("RGB", (size, size))  # JPEG only: decode at the smallest scale still >= size
+        img = _to_rgb(_upright(img))
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says; unchanged when the EXIF block is damaged."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # a bad EXIF block should not cost a good picture; a bad picture fails on load
+        return img
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         pixels = np.asarray(img, dtype=np.float32)
         if img.mode.startswith("I;16") or pixels.max() > 255:  # 32-bit "I" and "F" say nothing of range
-            pixels = pixels / 257
+            pixels = pixels / 257  # scaled, not clipped: 65535 -> 255
         img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
         img = img.convert("RGBA")
@@ -294,6 +507,7 @@ def list_images(inputs: list[str]) -> list[str]:
 
     Folders are searched recursively for files ending in one of ``IMAGE_EXTENSIONS``
     (hidden entries skipped); files given by name are kept whatever their extension.
+    The files are not opened: :func:`check_images` does that.
 
     Args:
         inputs: image files and/or folders.
@@ -333,6 +547,8 @@ def make_dataset(paths, labels=None, *, image_size: int, batch_size: int, shuffl
     Images are decoded in parallel as they are needed, never all held in memory. Without
     ``shuffle`` the order is exactly ``paths``; with it, the order is reshuffled every
     epoch from ``seed``. Pixels are not normalised: each base normalises inside its model.
+    A file that cannot be read when its turn comes (it changed or vanished after the
+    check) gives a blank image and a warning naming it: an epoch never stops for it.
 
     Args:
         paths: image files.
@@ -356,8 +572,17 @@ def make_dataset(paths, labels=None, *, image_size: int, batch_size: int, shuffl
     if labels is not None and len(labels) != len(paths):
         raise ValueError(f"{len(labels)} labels for {len(paths)} paths")
 
+    failed = set()
+
     def load(path):
-        return read_image(os.fsdecode(path), image_size)
+        try:
+            return _read(os.fsdecode(path), image_size)
+        except Exception as error:  # it passed the check, then changed or vanished: never stop an epoch for it
+            if path not in failed:  # a blank image keeps every batch and row where it was
+                failed.add(path)
+                log.warn(f"could not read '{os.fsdecode(path)}' any more ({_reason(error)}): "
+                         "used a blank image in its place")
+            return np.zeros((image_size, image_size, 3), np.uint8)
 
     def decode(path):
         image = tf.numpy_function(load, [path], tf.uint8, stateful=False)
@@ -380,10 +605,11 @@ def make_dataset(paths, labels=None, *, image_size: int, batch_size: int, shuffl
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def augmentation():
+def augmentation(seed: int | None = None):
     """The default light augmentation: horizontal flip, rotation up to 18 degrees, zoom up to 10%.
 
     Reflection fills the borders, so pixels stay in the 0..255 range of the input.
+    ``seed`` makes the random draws repeatable (the feature cache seeds each augmented view).
 
     Example:
         >>> import numpy as np
@@ -392,10 +618,11 @@ def augmentation():
     """
     import keras
 
+    seeds = [None] * 3 if seed is None else [seed, seed + 1, seed + 2]
     return keras.Sequential([
-        keras.layers.RandomFlip("horizontal"),
-        keras.layers.RandomRotation(0.05, fill_mode="reflect"),
-        keras.layers.RandomZoom(0.1, fill_mode="reflect"),
+        keras.layers.RandomFlip("horizontal", seed=seeds[0]),
+        keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seeds[1]),
+        keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seeds[2]),
     ], name="augmentation")
 
 

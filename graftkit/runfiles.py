@@ -65,6 +65,7 @@ class temporary_beside:
         handle, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=self.suffix,
                                         dir=self.target.parent)
         os.close(handle)
+        os.chmod(name, 0o666 & ~_umask())  # mkstemp makes files private; a run's files are meant to be shared
         self.tmp = Path(name)
         return self.tmp
 
@@ -79,6 +80,12 @@ class temporary_beside:
         if isinstance(error, OSError):
             raise GraftError(f"cannot write '{self.target}': {error.strerror or error}") from None
         return False
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _jsonable(value):

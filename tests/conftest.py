@@ -47,6 +47,25 @@ def imagenet_weights(shared, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def keras2_files(tmp_path_factory) -> Path:
+    """Genuine Keras 2 (tf-keras) model files of every kind in tests/keras2_models.py, at 32 px, each with
+    ``NAME.io.npz`` (inputs and Keras 2 outputs); written once, in one tf-keras process (TensorFlow starts once)."""
+    from graftkit.settings import shared_dir
+    from tests.keras2_models import write_keras2_many
+
+    folder = tmp_path_factory.mktemp("keras2")
+    kinds = {"cnn.h5": "cnn", "cnn_functional.h5": "cnn_functional", "conv_only.h5": "conv_only",
+             "flatten.h5": "flatten", "dense_only.h5": "dense_only", "nested.h5": "nested",
+             "lambda.h5": "lambda", "savedmodel": "savedmodel", "tfkeras.keras": "keras_zip"}
+    mobilenet = shared_dir() / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+    if mobilenet.exists():
+        kinds["mobilenet_nested.h5"] = "mobilenet_nested"
+    write_keras2_many({folder / name: kind for name, kind in kinds.items()}, size=32,
+                      weights=mobilenet if mobilenet.exists() else None, check=True)
+    return folder
+
+
 @pytest.fixture()
 def tiny_images(tmp_path) -> Path:
     """Three colour classes, 12 images each, unsplit."""

@@ -83,9 +83,9 @@ def make_bad(tmp_path, kind):
     ("corrupt jpeg", "broken.jpg"),
 ])
 def test_bad_data_is_one_line(tmp_path, capsys, kind, needle):
-    root = make_bad(tmp_path, kind)
+    root = make_bad(tmp_path, kind)  # bad files are skipped with a warning unless --strict
     code, _, err = run_cli(capsys, "train", root, "--base", "mobilenet_v2_0.35", "--weights", "none",
-                           "--image-size", 32, "--out", tmp_path / "run")
+                           "--image-size", 32, "--out", tmp_path / "run", "--strict")
     assert_one_line_error(code, err, needle)
     assert not (tmp_path / "run").exists()
 

@@ -162,17 +162,21 @@ def test_empty_class(tmp_path):
 def test_non_image_file_among_images(tmp_path):
     write_images(tmp_path, {"a": 3, "b": 3})
     (tmp_path / "b" / "notes.txt").write_text("hello")
+    split = load_split(tmp_path)  # skipped by default, named in skipped
+    assert split.skipped == [(str(tmp_path / "b" / "notes.txt"), split.skipped[0][1])]
+    assert len(split.train) + len(split.val) == 6
     with pytest.raises(GraftError) as e:
-        load_split(tmp_path)
-    message = one_line_error(e, tmp_path / "b" / "notes.txt", "move it out")
+        load_split(tmp_path, strict=True)
+    message = one_line_error(e, tmp_path / "b" / "notes.txt", "move it out", "--strict")
     assert all(ext in message for ext in IMAGE_EXTENSIONS)
 
 
 def test_non_image_with_image_extension(tmp_path):
     write_images(tmp_path, {"a": 3, "b": 3})
     (tmp_path / "a" / "fake.jpg").write_text("<html>not found</html>")
+    assert [p for p, _ in load_split(tmp_path).skipped] == [str(tmp_path / "a" / "fake.jpg")]
     with pytest.raises(GraftError, match="not a readable image") as e:
-        load_split(tmp_path)
+        load_split(tmp_path, strict=True)
     one_line_error(e, tmp_path / "a" / "fake.jpg")
 
 
@@ -184,8 +188,9 @@ def test_truncated_image(tmp_path, ext):
     Image.fromarray(pixels).save(bad)
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) * 6 // 10])
+    assert [p for p, _ in load_split(tmp_path).skipped] == [str(bad)]
     with pytest.raises(GraftError, match="not a readable image") as e:
-        load_split(tmp_path)
+        load_split(tmp_path, strict=True)
     one_line_error(e, bad)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import keras
@@ -17,26 +16,14 @@ from graftkit.errors import GraftError
 from graftkit.settings import shared_dir
 from graftkit.surgery import apply_freeze, cut_at, parse_freeze
 
-sys.path.insert(0, str(Path(__file__).parent))
-from keras2_models import write_keras2_many  # noqa: E402
-
 SIZE = 32
 MOBILENET_WEIGHTS = shared_dir() / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
-KINDS = {"cnn.h5": "cnn", "cnn_functional.h5": "cnn_functional", "conv_only.h5": "conv_only",
-         "flatten.h5": "flatten", "dense_only.h5": "dense_only", "nested.h5": "nested",
-         "lambda.h5": "lambda", "savedmodel": "savedmodel", "tfkeras.keras": "keras_zip"}
 
 
 @pytest.fixture(scope="module")
-def k2(tmp_path_factory):
-    """All the Keras 2 files, written in one tf-keras process (TensorFlow starts once)."""
-    folder = tmp_path_factory.mktemp("keras2")
-    kinds = dict(KINDS)
-    if MOBILENET_WEIGHTS.exists():
-        kinds["mobilenet_nested.h5"] = "mobilenet_nested"
-    write_keras2_many({folder / name: kind for name, kind in kinds.items()}, size=SIZE,
-                      weights=MOBILENET_WEIGHTS if MOBILENET_WEIGHTS.exists() else None, check=True)
-    return folder
+def k2(keras2_files):
+    """All the Keras 2 files (conftest.keras2_files: written once per session, at SIZE px)."""
+    return keras2_files
 
 
 def _same_as_keras2(model, path: Path, atol=1e-4):
@@ -118,7 +105,9 @@ def test_lambda_needs_trust(k2):
 
 def test_keras2_savedmodel_is_inference_only(k2):
     path = k2 / "savedmodel"
-    model = load_personal(path)
+    # A SavedModel is a TensorFlow program (its ops can read and write files): only on trust.
+    _one_line_error(lambda: load_personal(path), str(path), "SavedModel", "--trust-model")
+    model = load_personal(path, trust=True)
     assert model._graft_inference_only
     io = np.load(f"{path}.io.npz")
     np.testing.assert_allclose(model.predict(io["x"], verbose=0), io["y"], atol=1e-4)
@@ -220,7 +209,7 @@ def test_bad_files_give_one_line_errors(tmp_path, k2):
     broken = tmp_path / "broken_savedmodel"
     shutil.copytree(k2 / "savedmodel", broken)
     (broken / "saved_model.pb").write_bytes(b"garbage")
-    _one_line_error(lambda: load_personal(broken), str(broken))
+    _one_line_error(lambda: load_personal(broken, trust=True), str(broken))
 
 
 def test_unknown_cut_layer(k2):

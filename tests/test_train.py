@@ -87,3 +87,16 @@ def test_existing_run_folder_is_not_overwritten(tiny_images, personal, tmp_path)
 def test_bad_options_fail_before_any_work(options, option):
     with pytest.raises(GraftError, match=option):
         TrainConfig(data="does-not-matter", **options).validated()
+
+
+def test_package_train_stays_the_function_after_a_run(tiny_images, personal, tmp_path):
+    import graftkit
+
+    api.train(tiny_images, base=str(personal), epochs=1, fine_tune_epochs=1, out=str(tmp_path / "r"))
+    assert graftkit.train is api.train
+
+
+def test_same_seed_same_run(tiny_images, personal, tmp_path):
+    runs = [api.train(tiny_images, base=str(personal), epochs=2, fine_tune_epochs=1, lr=0.05, batch_size=8,
+                      out=str(tmp_path / f"r{i}")) for i in range(2)]
+    np.testing.assert_allclose(runs[0].stages[0].history["loss"], runs[1].stages[0].history["loss"], rtol=1e-5)

@@ -14,11 +14,9 @@ from __future__ import annotations
 import collections
 import hashlib
 import importlib.resources
-import os
 import pickle
 import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -274,14 +272,10 @@ def _verified(target: Path) -> bool:
 
 
 def _write_atomically(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes))
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from graftkit.runfiles import temporary_beside
+
+    with temporary_beside(target, suffix=".tmp" + "".join(target.suffixes)) as tmp:
+        write(tmp)
 
 
 def convert_weights(target=None, pth=None) -> Path:

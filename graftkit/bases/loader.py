@@ -140,11 +140,18 @@ def _load_personal(path: Path, image_size: int | None, trust: bool):
     from graftkit.bases.personal import find_cut, guess_preprocessing, load_personal
 
     model = load_personal(path, trust=trust)
+    if len(model.inputs) != 1:
+        raise GraftError(f"model '{path}' takes {len(model.inputs)} inputs: graftkit needs a model with one "
+                         "image input")
     shape = tuple(model.inputs[0].shape[1:])
-    if len(shape) == 3 and shape[-1] not in (None, 3):
+    if len(shape) != 3:
+        raise GraftError(f"model '{path}' takes inputs of shape {shape}, not images (height, width, 3): "
+                         "use a model whose input is an RGB image")
+    if shape[-1] not in (None, 3):
+        first = " (it looks channels-first)" if shape[0] in (1, 3) else ""
         raise GraftError(
-            f"model '{path}' expects {shape[-1]}-channel images; graftkit feeds RGB images: "
-            "retrain or re-save the model with a 3-channel input"
+            f"model '{path}' expects {shape[-1]}-channel images{first}; graftkit feeds RGB images "
+            "(height, width, 3): retrain or re-save the model with a 3-channel, channels-last input"
         )
     fixed = shape[0] if len(shape) == 3 and shape[0] == shape[1] and shape[0] is not None else None
     if image_size and fixed and image_size != fixed:

@@ -8,9 +8,11 @@ the config is translated first; the weights are loaded by Keras itself, unchange
 
 from __future__ import annotations
 
+import base64
 import copy
 import inspect
 import json
+import re
 import shutil
 import tempfile
 import zipfile
@@ -24,6 +26,9 @@ from graftkit.surgery import _graph, _is_container, _producer, flatten_layers
 
 H5_SUFFIXES = (".h5", ".hdf5")
 TRUST_HINT = "pass --trust-model only if you trust its author"
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_FIX_CUSTOM = ("re-save the model with Keras' built-in layers only, or load it in Python with its code and use "
+               "graftkit's functions (cut_at, build_head, assemble) on the keras.Model")
 _RANDOM_NOISE = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
                  keras.layers.AlphaDropout, keras.layers.SpatialDropout1D,
                  keras.layers.SpatialDropout2D, keras.layers.SpatialDropout3D,
@@ -40,15 +45,18 @@ def load_personal(path, *, trust: bool = False) -> keras.Model:
 
     Args:
         path: the file or folder.
-        trust: allow files that run custom Python code (``Lambda`` layers).
-            Only for files from an author you trust.
+        trust: allow files that run their author's code: Python ``Lambda`` layers (in a
+            ``.keras`` file, or marshalled bytecode in a Keras 2 ``.h5``) and SavedModel
+            folders (TensorFlow programs whose ops can read and write files). Only for
+            files from an author you trust. Without it, ``.keras`` and ``.h5`` files load
+            in Keras safe mode.
 
     Returns:
         An uncompiled ``keras.Model``.
 
     Raises:
         GraftError: the path is missing, not a model, damaged, in a format Keras 3
-            cannot read, or holds custom code and ``trust`` is False.
+            cannot read, uses a custom class, or holds code and ``trust`` is False.
 
     Example:
         >>> model = load_personal("my_classifier.h5")  # doctest: +SKIP
@@ -58,7 +66,7 @@ def load_personal(path, *, trust: bool = False) -> keras.Model:
     if not path.exists():
         raise GraftError(f"model file '{path}' does not exist: check the path")
     if path.is_dir():
-        model = _load_savedmodel(path)
+        model = _load_savedmodel(path, trust)
     elif path.suffix.lower() in H5_SUFFIXES:
         model = _load_h5(path, trust)
     elif path.suffix.lower() == ".keras":
@@ -87,11 +95,52 @@ def _class_names(config):
             yield from _class_names(value)
 
 
+def _is_bytecode(text: str) -> bool:
+    """Whether ``text`` is base64 of a marshalled Python code object (how Keras stores a lambda)."""
+    text = text.replace("\n", "")
+    if len(text) < 40 or len(text) % 4 or not _BASE64.fullmatch(text):
+        return False
+    return base64.b64decode(text)[0] & 0x7F == ord("c")  # marshal's code-object type byte
+
+
+def _has_python_function(config) -> bool:
+    """Whether a (nested) config holds a serialized Python function, whatever class carries it."""
+    if isinstance(config, dict):
+        if config.get("function_type") == "lambda" or config.get("output_shape_type") == "lambda":
+            return True
+        return any(_has_python_function(value) for value in config.values())
+    if isinstance(config, list):
+        return any(_has_python_function(value) for value in config)
+    return isinstance(config, str) and _is_bytecode(config)
+
+
+def _unknown_classes(config) -> list[str]:
+    """Classes in a Keras 3 config that are neither Keras' own nor registered in this process."""
+    found = []
+    if isinstance(config, dict):
+        name, module = config.get("class_name"), config.get("module")
+        if isinstance(name, str) and "module" in config and not name.startswith("__"):
+            registered = config.get("registered_name")
+            builtin = isinstance(module, str) and (module in ("keras", "builtins") or module.startswith("keras."))
+            if not builtin and not (registered and keras.saving.get_registered_object(registered)):
+                found.append(registered or name)
+        for value in config.values():
+            found += _unknown_classes(value)
+    elif isinstance(config, list):
+        for value in config:
+            found += _unknown_classes(value)
+    return found
+
+
 def _check_config(path: Path, config, trust: bool) -> None:
     names = set(_class_names(config))
-    if "Lambda" in names and not trust:
+    if ({"Lambda", "__lambda__"} & names or _has_python_function(config)) and not trust:
         raise GraftError(f"model file '{path}' contains custom Python code (a Lambda layer): "
                          + TRUST_HINT)
+    unknown = _unknown_classes(config)
+    if unknown:
+        raise GraftError(f"model file '{path}' uses a custom class ('{unknown[0]}') whose code graftkit does not "
+                         f"have: {_FIX_CUSTOM}")
     tf_ops = sorted(names & {"TFOpLambda", "SlicingOpLambda"})
     if tf_ops:
         raise GraftError(f"model file '{path}' calls TensorFlow functions directly ({tf_ops[0]} "
@@ -108,14 +157,23 @@ def _keras_load(path: Path, trust: bool, what: str) -> keras.Model:
                          "copy it again from where it was saved") from error
     except (TypeError, ValueError) as error:
         message = _first_line(error)
-        if "safe_mode" in message:
+        chain = [_first_line(e) for e in _causes(error)]  # Keras wraps the real reason in generic errors
+        if any("safe_mode" in m for m in chain):
             raise GraftError(f"model file '{what}' contains custom code: {TRUST_HINT}") from error
-        if message.startswith("Unknown layer"):
-            raise GraftError(f"model file '{what}' uses a custom layer class ({message.split('.')[0]}) "
-                             "that graftkit cannot rebuild: load it in Python with its code and "
-                             "pass the model to graftkit") from error
+        custom = [m for m in chain if m.startswith(("Unknown layer", "Could not locate", "Could not deserialize"))]
+        if custom:
+            raise GraftError(f"model file '{what}' uses a custom class ({custom[0].split('.')[0]}) "
+                             f"whose code graftkit does not have: {_FIX_CUSTOM}") from error
         raise GraftError(f"Keras 3 cannot rebuild model file '{what}' ({message}): re-save it with "
                          "the Keras that made it, or load it in Python and pass the model") from error
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain = []
+    while error is not None and error not in chain and len(chain) < 20:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
 
 
 def _load_h5(path: Path, trust: bool) -> keras.Model:
@@ -184,10 +242,13 @@ def _load_keras_zip(path: Path, trust: bool) -> keras.Model:
     return _keras_load(path, trust, str(path))
 
 
-def _load_savedmodel(path: Path) -> keras.Model:
+def _load_savedmodel(path: Path, trust: bool) -> keras.Model:
     if not (path / "saved_model.pb").exists():
         raise GraftError(f"model folder '{path}' is not a SavedModel (no saved_model.pb): "
                          "pass the folder written by tf.saved_model.save or model.export")
+    if not trust:  # Keras has no safe mode for these: its graph may hold any op, file reads and writes too
+        raise GraftError(f"model folder '{path}' is a SavedModel, a TensorFlow program that runs its author's "
+                         f"ops (which can read and write files): {TRUST_HINT}")
     import tensorflow as tf
 
     layer = None
@@ -378,6 +439,10 @@ def _penultimate(model) -> str:
     if isinstance(layer, keras.layers.InputLayer) or not node.input_tensors:
         raise GraftError(f"model '{model.name}' has no layer before its classifier to cut at: "
                          "name a layer with --cut or use a named base")
+    if not _has_features_before(layer, node):
+        raise GraftError(f"model '{model.name}' has no learned layer before its classifier "
+                         f"(only '{layer.name}' and layers without weights): there are no features to "
+                         "transfer; use a named base or a model with convolutional layers")
     return layer.name
 
 

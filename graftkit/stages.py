@@ -58,6 +58,7 @@ def fit_stage(
     learning_rate: float,
     patience: int = 3,
     class_weight: dict | None = None,
+    callbacks: list | None = None,
 ) -> StageResult:
     """Compile and fit ``model`` for one stage, keeping the weights of the best validation epoch.
 
@@ -70,6 +71,7 @@ def fit_stage(
         learning_rate: Adam learning rate.
         patience: epochs without a better validation loss before stopping.
         class_weight: per-class loss weights, or None.
+        callbacks: more Keras callbacks for ``fit`` (e.g. TensorBoard), beside early stopping.
 
     Returns:
         A :class:`StageResult`; the model holds the best epoch's weights.
@@ -86,7 +88,7 @@ def fit_stage(
     start = time.perf_counter()
     history = model.fit(
         train_data, validation_data=val_data, epochs=epochs, class_weight=class_weight,
-        callbacks=[stopper], verbose=log.keras_verbosity(), shuffle=False,
+        callbacks=[stopper, *(callbacks or [])], verbose=log.keras_verbosity(), shuffle=False,
     )
     seconds = time.perf_counter() - start
     return StageResult(
@@ -112,6 +114,7 @@ def fine_tune_stage(
     patience: int,
     class_weight: dict | None,
     baseline_val_loss: float,
+    callbacks: list | None = None,
 ) -> StageResult:
     """Unfreeze the top of the base by ``freeze`` and train at a lower learning rate.
 
@@ -121,7 +124,8 @@ def fine_tune_stage(
     before = model.get_weights()
     apply_freeze(base_model, freeze, train_bn=train_bn)
     result = fit_stage("fine_tune", model, train_data, val_data, epochs=epochs,
-                       learning_rate=learning_rate, patience=patience, class_weight=class_weight)
+                       learning_rate=learning_rate, patience=patience, class_weight=class_weight,
+                       callbacks=callbacks)
     if result.best_val_loss > baseline_val_loss:
         model.set_weights(before)
         result.kept = False

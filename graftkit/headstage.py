@@ -1,0 +1,323 @@
+"""The head stage on cached features: the frozen base runs once per image, the head trains many epochs.
+
+Training the head of ``preprocess -> frozen base -> head`` end to end recomputes the same
+base outputs every epoch. Here the base's outputs are extracted once through the feature
+cache (:mod:`graftkit.features`), already globally pooled when the head starts with that
+pooling, and the separate ``head`` model is fitted on them with the same optimizer, loss,
+batch size and early stopping as :func:`graftkit.stages.fit_stage`: in one compiled loop per
+epoch when the features are in memory (:func:`fit_on_features`), by ``fit_stage`` itself
+when they stream from disk. The full model shares the head's layers, so it is complete
+afterwards and fine-tuning continues from it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from graftkit import log
+
+
+@dataclass
+class CachedFeatures:
+    """The features a cached head stage trained on.
+
+    Attributes:
+        train: one array per view of the training images (one view when exact).
+        val: exact features of the validation images.
+        views: 0 for exact features, else the number of augmented views.
+        model: what maps these features to probabilities: the head, or the head after its
+            global pooling when the features were cached pooled.
+        pool: ``avg`` or ``max`` when the features were cached pooled, else None.
+    """
+
+    train: list
+    val: np.ndarray
+    views: int
+    model: object = None
+    pool: str | None = None
+
+
+def choose_views(aug_views: int | None, augment: bool) -> tuple[int, str]:
+    """How many augmented views to cache for the head stage (0 = exact features), and why.
+
+    The default is the exact cache: a head on frozen features gains little from augmentation,
+    while each augmented view costs one more pass of the base over the training images;
+    fine-tuning, which trains through the base, still augments every batch on the fly.
+
+    Example:
+        >>> choose_views(None, True)[0], choose_views(4, True)[0], choose_views(None, False)[0]
+        (0, 4, 0)
+    """
+    if not augment:
+        return 0, "exact features (augmentation is off)"
+    if aug_views is None:
+        return 0, ("exact features, no augmentation (the default: each augmented view would cost another "
+                   "pass of the base for little gain on a frozen base; --aug-views K caches K augmented views, "
+                   "and fine-tuning still augments)")
+    if aug_views == 0:
+        return 0, "exact features (--aug-views 0)"
+    return aug_views, f"{aug_views} cached augmented views per image (--aug-views {aug_views}), one drawn per epoch"
+
+
+def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs: int, learning_rate: float,
+                      patience: int, class_weight: dict | None = None, cache: str = "auto",
+                      memory_budget_mb: int | None = None, seed: int = 0, callbacks: list | None = None):
+    """Extract (or reuse) the base's features of a split and fit ``head`` on them.
+
+    Args:
+        base: a :class:`graftkit.bases.loader.Base`, frozen.
+        head: the head model from :func:`graftkit.head.build_head` (shared with the full model).
+        split: a :class:`graftkit.data.DataSplit`.
+        views: 0 for exact features, else the number of augmented views (see :func:`choose_views`).
+        batch_size, epochs, learning_rate, patience, class_weight: as for :func:`graftkit.stages.fit_stage`.
+        cache, memory_budget_mb: as for :func:`graftkit.features.extract_features`.
+        seed: seed of the shuffle and of the augmented views.
+        callbacks: more Keras callbacks for the head's ``fit`` (e.g. TensorBoard).
+
+    Returns:
+        ``(StageResult, CachedFeatures)``.
+
+    Example:
+        >>> result, cached = cached_head_stage(base, head, split, views=0, batch_size=32, epochs=10,
+        ...                                    learning_rate=1e-3, patience=3)  # doctest: +SKIP
+        >>> result.best_val_loss  # doctest: +SKIP
+        0.21
+    """
+
+    from graftkit.features import extract_features, features_dataset
+    from graftkit.stages import fit_stage
+
+    start = time.perf_counter()
+    pool, trained = after_pooling(head)
+    options = {"batch_size": batch_size, "cache": cache, "memory_budget_mb": memory_budget_mb, "pool": pool}
+    counts = {"computed": 0, "cached": 0}
+
+    def extract(paths, view=None):
+        stats = {}
+        array = extract_features(base, paths, view=view, seed=seed, stats=stats, **options)
+        counts["computed"] += stats["computed"]
+        counts["cached"] += stats["cached"]
+        return array
+
+    if views:
+        train = [extract(split.train.paths, view) for view in range(views)]
+        val = extract(split.val.paths)
+    else:  # one pass over both sets: one pipeline to fill and drain, one progress bar
+        both = extract(list(split.train.paths) + list(split.val.paths))
+        train, val = [both[:len(split.train)]], both[len(split.train):]
+    in_memory = not any(isinstance(array, np.memmap) for array in (*train, val))
+    log.info(f"features: {counts['computed']} computed, {counts['cached']} from the cache, "
+             f"{time.perf_counter() - start:.1f} s; training the head on them "
+             f"({'pooled, ' if pool else ''}{'in memory' if in_memory else 'streamed from disk'})")
+    if in_memory and not callbacks:
+        result = fit_on_features("head", trained, train, split.train.labels, val, split.val.labels,
+                                 batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
+                                 patience=patience, class_weight=class_weight, seed=seed)
+    else:  # streamed from disk, or Keras callbacks to serve: Keras' own fit
+        train_data = features_dataset(train, split.train.labels, batch_size=batch_size, shuffle=True, seed=seed)
+        val_data = features_dataset(val, split.val.labels, batch_size=batch_size)
+        result = fit_stage("head", trained, train_data, val_data, epochs=epochs, learning_rate=learning_rate,
+                           patience=patience, class_weight=class_weight, callbacks=callbacks)
+    result.seconds = time.perf_counter() - start
+    return result, CachedFeatures(train=train, val=val, views=views, model=trained, pool=pool)
+
+
+class _FusedAdam:
+    """``keras.optimizers.Adam`` (beta 0.9 / 0.999, epsilon 1e-7) as TensorFlow's fused ``ResourceApplyAdam``.
+
+    Both compute ``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)`` and
+    ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)``; Keras does it in about ten
+    elementwise passes over each weight, which on a head of a million weights cost more
+    than its forward and backward passes together.
+    """
+
+    def __init__(self, variables, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7):
+        import tensorflow as tf
+
+        self.variables = list(variables)
+        self.m = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self.variables]
+        self.v = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self.variables]
+        self.step = tf.Variable(0.0, trainable=False)
+        self.hyper = (learning_rate, beta_1, beta_2, epsilon)
+
+    def apply(self, gradients) -> None:
+        import tensorflow as tf
+
+        learning_rate, beta_1, beta_2, epsilon = self.hyper
+        self.step.assign_add(1.0)
+        for variable, gradient, m, v in zip(self.variables, gradients, self.m, self.v):
+            if gradient is None:
+                continue
+            dtype = variable.dtype
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.handle, m=m.handle, v=v.handle,
+                beta1_power=tf.pow(tf.constant(beta_1, dtype), tf.cast(self.step, dtype)),
+                beta2_power=tf.pow(tf.constant(beta_2, dtype), tf.cast(self.step, dtype)),
+                lr=tf.constant(learning_rate, dtype), beta1=tf.constant(beta_1, dtype),
+                beta2=tf.constant(beta_2, dtype), epsilon=tf.constant(epsilon, dtype),
+                grad=tf.convert_to_tensor(gradient, dtype))
+
+
+def after_pooling(head) -> tuple[str | None, object]:
+    """When ``head`` starts with global pooling, the pooling mode and the rest of the head.
+
+    The rest shares the head's layers, so training it trains the head. Caching features
+    already pooled, exactly as that first layer pools them, makes them far smaller (49
+    times for a 7x7 map) and an epoch on them cheaper, with the same results.
+
+    Returns:
+        ``("avg" or "max", the model from pooled features to probabilities)``, or ``(None, head)``.
+
+    Example:
+        >>> from graftkit.head import build_head
+        >>> pool, rest = after_pooling(build_head((7, 7, 32), 3))
+        >>> pool, rest.input.shape
+        ('avg', (None, 32))
+    """
+    import keras
+
+    modes = {keras.layers.GlobalAveragePooling2D: "avg", keras.layers.GlobalMaxPooling2D: "max",
+             keras.layers.GlobalAveragePooling1D: "avg", keras.layers.GlobalMaxPooling1D: "max"}
+    layers = getattr(head, "layers", [])
+    first = layers[1] if len(layers) > 2 and len(head.inputs) == 1 else None
+    if type(first) not in modes or first.input is not head.inputs[0]:
+        return None, head
+    if any(head.inputs[0] is tensor for layer in layers[2:] for tensor in _inputs_of(layer)):
+        return None, head  # something else reads the unpooled features too
+    return modes[type(first)], keras.Model(first.output, head.output, name=f"{head.name}_after_pool")
+
+
+def _inputs_of(layer) -> list:
+    tensors = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+    return list(tensors)
+
+
+def fit_on_features(name: str, head, train_views, train_labels, val_features, val_labels, *, batch_size: int,
+                    epochs: int, learning_rate: float, patience: int = 3, class_weight: dict | None = None,
+                    seed: int = 0):
+    """Fit ``head`` on in-memory features as :func:`graftkit.stages.fit_stage` would, with an epoch per call.
+
+    The same training as there: Adam at ``learning_rate`` with Keras' defaults, sparse
+    cross-entropy, the batch size, a reshuffle every epoch, class weights, and Keras
+    ``EarlyStopping`` on the validation loss with the best weights restored. But each epoch
+    and its validation run as one compiled TensorFlow loop, and Adam's update runs as
+    TensorFlow's fused kernel (the same arithmetic as ``keras.optimizers.Adam``, in one
+    pass over each weight instead of about ten). On features a step is so cheap that
+    ``model.fit``'s per-step overhead and Keras' unfused update would be most of the time.
+
+    Args:
+        name: stage name for messages and the result.
+        head: the head model.
+        train_views: one array of training features, or a list of augmented views of them
+            (each epoch draws one view per image).
+        train_labels, val_features, val_labels: the rest of the data.
+        batch_size, epochs, learning_rate, patience, class_weight: as for ``fit_stage``.
+        seed: seed of the shuffle and of the choice of view.
+
+    Returns:
+        A :class:`graftkit.stages.StageResult`; ``head`` holds the best epoch's weights.
+
+    Example:
+        >>> import numpy as np
+        >>> from graftkit.head import build_head
+        >>> x, y = np.random.default_rng(0).normal(size=(40, 4)).astype("float32"), np.arange(40) % 2
+        >>> fit_on_features("head", build_head((4,), 2), x, y, x, y, batch_size=8, epochs=2,
+        ...                 learning_rate=1e-2).history["val_loss"].__len__()
+        2
+    """
+    import keras
+    import tensorflow as tf
+
+    from graftkit.stages import StageResult, compile_for
+
+    compile_for(head, learning_rate)  # as fit_stage leaves it; the update below is the same Adam, fused
+    adam = _FusedAdam(head.trainable_variables, learning_rate)
+    trainable = sum(int(keras.ops.size(w)) for w in head.trainable_weights)
+    log.info(f"{name} stage: up to {epochs} epochs at learning rate {learning_rate:g}, "
+             f"{trainable:,} trainable parameters")
+    views = list(train_views) if isinstance(train_views, (list, tuple)) else [train_views]
+    count, n_views = len(train_labels), len(views)
+    table = tf.constant(np.concatenate(views) if n_views > 1 else views[0])
+    labels = tf.constant(np.asarray(train_labels, np.int32))
+    num_classes = int(head.output.shape[-1])
+    weights = np.ones(num_classes, np.float32)
+    for index, weight in (class_weight or {}).items():
+        weights[int(index)] = weight
+    weights = tf.constant(weights)
+    val_x, val_y = tf.constant(val_features), tf.constant(np.asarray(val_labels, np.int32))
+    per_example = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+
+    def scores(y, p):
+        return per_example(y, p), tf.cast(tf.equal(tf.argmax(p, -1, output_type=tf.int32), y), tf.float32)
+
+    @tf.function
+    def run_epoch(rows):  # rows index ``table`` (image + view * count) in this epoch's order; then validation
+        total, correct = tf.constant(0.0), tf.constant(0.0)
+        for start in tf.range(0, tf.shape(rows)[0], batch_size):
+            batch = rows[start:start + batch_size]
+            y = tf.gather(labels, batch % count)
+            x = tf.cast(tf.gather(table, batch), tf.float32)
+            with tf.GradientTape() as tape:
+                losses, hits = scores(y, head(x, training=True))
+                losses = losses * tf.gather(weights, y)
+                loss = tf.reduce_mean(losses)  # Keras' "sum over batch size"
+            adam.apply(tape.gradient(loss, head.trainable_variables))
+            total += tf.reduce_sum(losses)
+            correct += tf.reduce_sum(hits)
+        n = tf.cast(tf.shape(rows)[0], tf.float32)
+        val_total, val_correct = tf.constant(0.0), tf.constant(0.0)
+        for start in tf.range(0, tf.shape(val_y)[0], 1024):  # inference mode: chunks give the same result
+            losses, hits = scores(val_y[start:start + 1024],
+                                  head(tf.cast(val_x[start:start + 1024], tf.float32), training=False))
+            val_total += tf.reduce_sum(losses)
+            val_correct += tf.reduce_sum(hits)
+        val_n = tf.cast(tf.shape(val_y)[0], tf.float32)
+        return total / n, correct / n, val_total / val_n, val_correct / val_n
+
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    stopper.set_model(head)
+    head.stop_training = False
+    stopper.on_train_begin()
+    rng = np.random.default_rng(seed)
+    history = {"accuracy": [], "loss": [], "val_accuracy": [], "val_loss": []}
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        order = rng.permutation(count)
+        rows = order + count * rng.integers(n_views, size=count) if n_views > 1 else order
+        loss, accuracy, val_loss, val_accuracy = (float(v) for v in run_epoch(tf.constant(rows, tf.int32)))
+        logs = {"accuracy": accuracy, "loss": loss, "val_accuracy": val_accuracy, "val_loss": val_loss}
+        for key, value in logs.items():
+            history[key].append(value)
+        log.info(f"{name} epoch {epoch + 1}/{epochs}: loss {loss:.4f}, accuracy {accuracy:.4f}, "
+                 f"val_loss {val_loss:.4f}, val_accuracy {val_accuracy:.4f}")
+        stopper.on_epoch_end(epoch, logs)
+        if head.stop_training:
+            break
+    stopper.on_train_end()
+    return StageResult(name=name, history=history, best_epoch=stopper.best_epoch + 1,
+                       best_val_loss=float(stopper.best), seconds=time.perf_counter() - start,
+                       trainable_params=trainable)
+
+
+def predict_features(head, features, *, batch_size: int = 256) -> np.ndarray:
+    """The head's class probabilities for cached features, in inference mode.
+
+    Equal, to float tolerance, to the full model's predictions on the images themselves
+    while the base is unchanged.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from graftkit.head import build_head
+        >>> predict_features(build_head((4,), 3), np.zeros((5, 4), "float32")).shape
+        (5, 3)
+    """
+    from graftkit.infer import compiled_forward
+
+    forward = compiled_forward(head)
+    outputs = [forward(np.asarray(features[i:i + batch_size], np.float32)).numpy()
+               for i in range(0, len(features), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, int(head.output.shape[-1])), "float32")

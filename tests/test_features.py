@@ -1,0 +1,350 @@
+"""The frozen-base feature cache: keys, reuse, partial recompute, corruption, and the cached head stage."""
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import graftkit.api as api
+from graftkit import features, settings
+from graftkit.bases.loader import load_base
+from graftkit.config import TrainConfig
+from graftkit.errors import GraftError
+from graftkit.headstage import after_pooling, choose_views, fit_on_features, predict_features
+from graftkit.runfiles import load_trained
+from tests.helpers import tiny_cnn, write_images
+
+
+@pytest.fixture()
+def personal(tmp_path):
+    return tiny_cnn(tmp_path / "personal.keras")
+
+
+@pytest.fixture()
+def images(tmp_path):
+    root = write_images(tmp_path / "imgs", {"red": 5, "green": 5})
+    return sorted(str(p) for p in root.rglob("*.png"))
+
+
+@pytest.fixture()
+def computed(monkeypatch):
+    """Counts the images each extraction runs through the base."""
+    calls = []
+    original = features._compute
+
+    def counting(base, paths, rows, out, *args):
+        calls.append(len(list(rows)))
+        return original(base, paths, rows, out, *args)
+
+    monkeypatch.setattr(features, "_compute", counting)
+    return calls
+
+
+def key_folder(stats) -> Path:
+    return settings.cache_dir() / "features" / stats["key"]
+
+
+def shards(stats) -> list[Path]:
+    return sorted(key_folder(stats).glob("*.npy"))
+
+
+def test_second_extraction_reads_the_cache_without_running_the_base(personal, images, computed):
+    base = load_base(personal)
+    first, second = {}, {}
+    a = features.extract_features(base, images, stats=first)
+    b = features.extract_features(load_base(personal), images, stats=second)  # a new process would load anew
+    assert computed == [10, 0]
+    assert (first["computed"], first["cached"]) == (10, 0)
+    assert (second["computed"], second["cached"]) == (0, 10)
+    np.testing.assert_array_equal(a, b)
+    fresh = features.extract_features(base, images, cache="memory")
+    np.testing.assert_allclose(a, fresh, atol=1e-6)
+    assert a.shape == (10, 24, 24, 8)
+
+
+def test_a_changed_or_added_image_recomputes_only_itself(personal, images, tmp_path, computed):
+    base = load_base(personal)
+    features.extract_features(base, images)
+    from PIL import Image
+
+    changed = images[3]
+    Image.fromarray(np.full((24, 24, 3), 250, np.uint8)).save(changed)
+    os.utime(changed, ns=(1_000_000_000, 1_000_000_000))  # a new mtime even on a coarse clock
+    added = str(tmp_path / "imgs" / "red" / "red_new.png")
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(added)
+    stats = {}
+    result = features.extract_features(base, images + [added], stats=stats)
+    assert computed[-1] == 2 and (stats["computed"], stats["cached"]) == (2, 9)
+    np.testing.assert_allclose(result, features.extract_features(base, images + [added], cache="memory"),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip bytes", "garbage index", "missing array"])
+def test_a_corrupt_or_partial_cache_file_is_rebuilt_not_trusted(personal, images, damage, computed):
+    base = load_base(personal)
+    stats = {}
+    good = features.extract_features(base, images, stats=stats)
+    (array,) = shards(stats)
+    index = array.with_suffix(".json")
+    if damage == "truncate":
+        array.write_bytes(array.read_bytes()[: array.stat().st_size // 2])
+    elif damage == "flip bytes":
+        data = bytearray(array.read_bytes())
+        data[-100:-90] = bytes(b ^ 0xFF for b in data[-100:-90])  # the last row
+        array.write_bytes(bytes(data))
+    elif damage == "garbage index":
+        index.write_text("{not json")
+    else:
+        array.unlink()
+    again = {}
+    result = features.extract_features(base, images, stats=again)
+    np.testing.assert_allclose(result, good, atol=1e-6)
+    expected = 1 if damage == "flip bytes" else 10
+    assert again["computed"] == expected and computed[-1] == expected
+    assert again["dropped_shards"] == 1
+    assert array not in shards(again) and len(shards(again)) == 1  # the bad shard is gone, a good one replaces it
+    third = {}
+    features.extract_features(base, images, stats=third)
+    assert third["computed"] == 0
+
+
+def test_disk_mode_and_a_small_budget_return_a_memmap(personal, images):
+    base = load_base(personal)
+    in_memory = features.extract_features(base, images)
+    for options in ({"cache": "disk"}, {"memory_budget_mb": 1e-6}):
+        stats = {}
+        mapped = features.extract_features(base, images, stats=stats, **options)
+        assert isinstance(mapped, np.memmap) and not stats["in_memory"]
+        np.testing.assert_array_equal(mapped, in_memory)
+    stats = {}
+    subset = features.extract_features(base, images[::2], cache="disk", stats=stats)
+    assert stats["computed"] == 0
+    np.testing.assert_array_equal(subset, in_memory[::2])
+
+
+def test_memory_mode_writes_nothing(personal, images):
+    stats = {}
+    features.extract_features(load_base(personal), images, cache="memory", stats=stats)
+    assert not key_folder(stats).exists()
+
+
+def test_the_key_changes_with_everything_that_changes_the_features(personal, tmp_path):
+    base = load_base(personal)
+    key = features.feature_key(base)[0]
+    assert features.feature_key(load_base(personal))[0] == key  # stable across loads
+    base.model.trainable = False
+    assert features.feature_key(base)[0] == key  # freezing changes no feature
+    keys = {
+        "cut": features.feature_key(load_base(personal, cut="r1"))[0],
+        "preprocessing": features.feature_key(load_base(personal, preprocessing="tf"))[0],
+        "view 0": features.feature_key(base, view=0)[0],
+        "view 1": features.feature_key(base, view=1)[0],
+        "view seed": features.feature_key(base, view=0, seed=1)[0],
+        "dtype": features.feature_key(base, dtype="float16")[0],
+    }
+    model = keras.saving.load_model(personal)
+    bigger = tiny_cnn(tmp_path / "bigger.keras", size=32)  # same weights' shapes, another input size
+    resized = keras.saving.load_model(bigger)
+    resized.set_weights(model.get_weights())
+    resized.save(bigger)
+    keys["input size"] = features.feature_key(load_base(bigger))[0]
+    model.get_layer("c1").kernel.assign(model.get_layer("c1").kernel + 0.01)
+    model.save(tmp_path / "retrained.keras")
+    keys["weights"] = features.feature_key(load_base(tmp_path / "retrained.keras"))[0]
+    assert key not in keys.values()
+    assert len(set(keys.values())) == len(keys), keys
+
+
+def test_augmented_views_differ_from_the_exact_view_and_are_cached(personal, images, computed):
+    base = load_base(personal)
+    exact = features.extract_features(base, images)
+    view0 = features.extract_features(base, images, view=0)
+    view1 = features.extract_features(base, images, view=1)
+    assert not np.allclose(exact, view0) and not np.allclose(view0, view1)
+    np.testing.assert_array_equal(features.extract_features(base, images, view=0), view0)
+    assert computed == [10, 10, 10, 0]
+
+
+def test_features_dataset_draws_one_view_per_image_per_epoch(tmp_path):
+    views = [np.full((6, 2), v, np.float32) + np.arange(6)[:, None] * 10 for v in range(3)]
+    labels = np.arange(6) % 2
+    ds = features_dataset_all(views, labels)
+    x, y = ds
+    assert sorted(x[:, 0] // 10) == list(range(6))  # every image once
+    assert set(x[:, 0] % 10) <= {0, 1, 2} and len(set(x[:, 0] % 10)) > 1
+    np.testing.assert_array_equal(y, (x[:, 0] // 10).astype(int) % 2)
+    mapped = []
+    for v, array in enumerate(views):
+        m = np.lib.format.open_memmap(tmp_path / f"{v}.npy", mode="w+", dtype="float32", shape=array.shape)
+        m[:] = array
+        mapped.append(np.load(tmp_path / f"{v}.npy", mmap_mode="r"))
+    x2, y2 = features_dataset_all(mapped, labels)
+    np.testing.assert_array_equal(y2, (x2[:, 0] // 10).astype(int) % 2)
+
+
+def features_dataset_all(views, labels):
+    batches = list(features.features_dataset(views, labels, batch_size=4, shuffle=True, seed=3))
+    return (np.concatenate([x.numpy() for x, _ in batches]), np.concatenate([y.numpy() for _, y in batches]))
+
+
+def test_saved_model_equals_the_head_on_cached_features(tiny_images, personal, tmp_path, capfd):
+    run = api.train(tiny_images, base=str(personal), epochs=3, fine_tune_epochs=0, lr=0.05, batch_size=8,
+                    out=str(tmp_path / "run"))
+    assert "exact features" in capfd.readouterr().err  # the log says which augmentation mode was picked
+    from graftkit.data import load_split, make_dataset
+
+    split = load_split(tiny_images, seed=0)
+    stats = {}
+    base = load_base(personal)
+    pooled = features.extract_features(base, split.val.paths, pool="avg", stats=stats)
+    assert stats["computed"] == 0  # the run filled the cache (pooled, as its head starts with average pooling)
+    model, _ = load_trained(tmp_path / "run")
+    images = np.concatenate([x.numpy() for x in make_dataset(split.val.paths, image_size=24, batch_size=4)])
+    expected = model.predict(images, verbose=0)
+    head = model.get_layer("head")
+    np.testing.assert_allclose(expected, predict_features(after_pooling(head)[1], pooled), atol=1e-5)
+    raw = features.extract_features(base, split.val.paths, cache="memory")
+    np.testing.assert_allclose(expected, predict_features(head, raw), atol=1e-5)
+    np.testing.assert_allclose(run.metrics["accuracy"], np.mean(expected.argmax(1) == split.val.labels), atol=1e-4)
+
+
+def test_pooled_features_are_the_pooled_base_outputs(personal, images):
+    base = load_base(personal)
+    raw = features.extract_features(base, images)
+    for pool, reduce in (("avg", np.mean), ("max", np.max)):
+        stats = {}
+        pooled = features.extract_features(base, images, pool=pool, stats=stats)
+        assert pooled.shape == (10, 8) and stats["computed"] == 10
+        np.testing.assert_allclose(pooled, reduce(raw, axis=(1, 2)), atol=1e-5)
+    keys = {features.feature_key(base, pool=pool)[0] for pool in (None, "avg", "max")}
+    assert len(keys) == 3
+
+
+def test_after_pooling_shares_the_head_layers():
+    from graftkit.head import build_head
+
+    head = build_head((5, 5, 6), 3, hidden=[4])
+    pool, rest = after_pooling(head)
+    assert pool == "avg"
+    x = np.random.default_rng(0).normal(size=(2, 5, 5, 6)).astype("float32")
+    np.testing.assert_allclose(head.predict(x, verbose=0), rest.predict(x.mean(axis=(1, 2)), verbose=0), atol=1e-6)
+    rest.get_layer("predictions").kernel.assign(np.zeros((4, 3), "float32"))
+    np.testing.assert_allclose(head.predict(x, verbose=0), 1 / 3, atol=1e-6)  # one set of weights
+    assert after_pooling(build_head((6,), 3))[0] is None  # nothing to pool
+
+
+def test_fit_on_features_keeps_the_best_epoch(monkeypatch):
+    from graftkit.head import build_head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    head = build_head((6,), 2, dropout=0)
+    result = fit_on_features("head", head, [x, x + 0.01], y, x[:16], y[:16], batch_size=8, epochs=6,
+                             learning_rate=0.05, patience=2, class_weight={0: 1.0, 1: 2.0})
+    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert 1 <= result.best_epoch <= len(result.history["val_loss"]) <= 6
+    assert result.best_val_loss == pytest.approx(min(result.history["val_loss"]), rel=1e-6)
+    loss = keras.losses.SparseCategoricalCrossentropy()(y[:16], head.predict(x[:16], verbose=0))
+    assert float(loss) == pytest.approx(result.best_val_loss, rel=1e-4)  # the best weights were put back
+
+
+def test_fused_adam_is_keras_adam():
+    import tensorflow as tf
+
+    from graftkit.head import build_head
+    from graftkit.headstage import _FusedAdam
+
+    rng = np.random.default_rng(0)
+    heads = [build_head((6,), 3, hidden=[5], dropout=0, seed=1) for _ in range(2)]
+    keras_adam, fused = keras.optimizers.Adam(0.01), _FusedAdam(heads[1].trainable_variables, 0.01)
+    for _ in range(5):
+        x, y = rng.normal(size=(8, 6)).astype("float32"), rng.integers(0, 3, 8)
+        grads = []
+        for head in heads:
+            with tf.GradientTape() as tape:
+                loss = keras.losses.sparse_categorical_crossentropy(y, head(x, training=True))
+            grads.append(tape.gradient(loss, head.trainable_variables))
+        keras_adam.apply(grads[0], heads[0].trainable_variables)
+        fused.apply(grads[1])
+    for a, b in zip(heads[0].get_weights(), heads[1].get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_disk_mode_trains_from_the_memmap(tiny_images, personal, tmp_path, capfd):
+    run = api.train(tiny_images, base=str(personal), epochs=2, fine_tune_epochs=0, lr=0.05, batch_size=8,
+                    feature_cache="disk", out=str(tmp_path / "run"))
+    assert "streamed from disk" in capfd.readouterr().err
+    assert len(run.stages[0].history["loss"]) >= 1
+
+
+def test_fine_tuning_starts_from_the_cache_trained_head(tiny_images, personal, tmp_path, monkeypatch):
+    import graftkit.headstage
+    import graftkit.stages
+
+    seen = {}
+    head_stage, fine_tune = graftkit.headstage.cached_head_stage, graftkit.stages.fine_tune_stage
+
+    def after_head_stage(base, head, *args, **kwargs):
+        result = head_stage(base, head, *args, **kwargs)
+        seen["after head stage"] = head.get_weights()
+        return result
+
+    def at_fine_tune(model, *args, **kwargs):
+        seen["at fine-tuning"] = model.get_layer("head").get_weights()
+        return fine_tune(model, *args, **kwargs)
+
+    monkeypatch.setattr(graftkit.headstage, "cached_head_stage", after_head_stage)
+    monkeypatch.setattr(graftkit.stages, "fine_tune_stage", at_fine_tune)
+    run = api.train(tiny_images, base=str(personal), epochs=2, fine_tune_epochs=2, lr=0.05, batch_size=8,
+                    freeze="last:2", out=str(tmp_path / "run"))
+    for a, b in zip(seen["after head stage"], seen["at fine-tuning"]):
+        np.testing.assert_array_equal(a, b)
+    assert [s.name for s in run.stages] == ["head", "fine_tune"]
+    assert len(run.stages[1].history["loss"]) >= 1
+
+
+def test_feature_cache_off_trains_end_to_end(tiny_images, personal, tmp_path):
+    run = api.train(tiny_images, base=str(personal), epochs=2, fine_tune_epochs=0, lr=0.05, batch_size=8,
+                    feature_cache="off", out=str(tmp_path / "run"))
+    assert run.stages[0].name == "head" and len(run.stages[0].history["loss"]) >= 1
+
+
+def test_augmented_views_train_the_head(tiny_images, personal, tmp_path, capfd):
+    run = api.train(tiny_images, base=str(personal), epochs=2, fine_tune_epochs=0, lr=0.05, batch_size=8,
+                    aug_views=2, out=str(tmp_path / "run"))
+    assert "2 cached augmented views" in capfd.readouterr().err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["aug_views"] == 2
+    assert run.stages[0].history["loss"]
+
+
+def test_default_view_choice_says_why():
+    assert choose_views(None, True)[0] == 0 and "default" in choose_views(None, True)[1]
+    assert choose_views(3, True) == (3, choose_views(3, True)[1])
+
+
+@pytest.mark.parametrize("options, option", [
+    ({"feature_cache": "disk", "epochs": 0}, "--feature-cache"),
+    ({"feature_cache": "memory", "epochs": 0, "freeze": "none"}, "--feature-cache"),
+    ({"aug_views": 2, "augment": False}, "--aug-views"),
+    ({"aug_views": 2, "feature_cache": "off"}, "--aug-views"),
+    ({"aug_views": 2, "epochs": 0}, "--aug-views"),
+    ({"aug_views": -1}, "--aug-views"),
+    ({"feature_cache": "fast"}, "--feature-cache"),
+    ({"feature_memory_mb": 0}, "--feature-memory-mb"),
+])
+def test_contradictory_cache_options_fail_before_any_work(options, option):
+    with pytest.raises(GraftError, match=option) as error:
+        TrainConfig(data="does-not-matter", **options).validated()
+    assert "\n" not in str(error.value)
+
+
+def test_cli_reports_a_contradiction_in_one_line(capsys):
+    from graftkit.cli import main
+
+    code = main(["train", "nowhere", "--epochs", "0", "--feature-cache", "disk"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("graft: error:") == 1 and "--feature-cache disk" in err

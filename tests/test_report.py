@@ -1,0 +1,171 @@
+"""The HTML report after `graft train` and `graft evaluate`: self-contained, honest to metrics.json, rendered."""
+
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graftkit.cli import main
+from graftkit.report import confident_mistakes
+from tests.helpers import train_tiny_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return train_tiny_run(tmp_path_factory.mktemp("report"), tensorboard=True)
+
+
+@pytest.fixture(scope="module")
+def swapped(run_dir):
+    """The run's images with red and green labelled the wrong way round: an evaluation full of mistakes."""
+    root = run_dir.parent / "swapped"
+    if not root.exists():
+        shutil.copytree(run_dir.parent / "images", root)
+        (root / "red").rename(root / "tmp")
+        (root / "green").rename(root / "red")
+        (root / "tmp").rename(root / "green")
+    return root
+
+
+class Links(HTMLParser):
+    """Every src / href of a page, and its visible text."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs, self.images, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in ("src", "href"):
+            if attrs.get(name):
+                self.refs.append(attrs[name])
+        if tag == "img":
+            self.images.append(attrs)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path: Path) -> Links:
+    page = Links()
+    page.feed(path.read_text())
+    return page
+
+
+def assert_self_contained(report: Path):
+    page = parse(report)
+    for ref in page.refs:
+        assert not ref.startswith(("http:", "https:", "//", "file:")), ref  # opens offline
+        if not ref.startswith(("data:", "#")):
+            assert (report.parent / ref).is_file(), f"{report.name} names missing file {ref}"
+    html = report.read_text()
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    return page
+
+
+def test_training_report_is_complete_and_matches_metrics(run_dir):
+    report = run_dir / "report.html"
+    page = assert_self_contained(report)
+    text = " ".join(page.text)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert f"{metrics['accuracy']:.4f}" in text
+    for name, row in metrics["per_class"].items():
+        cells = [f"{row[k]:.4f}" for k in ("precision", "recall", "f1")]
+        assert f"{name} {' '.join(cells)} {row['support']}" in " ".join(text.split()), name
+    for row in metrics["confusion_matrix"]:
+        assert " ".join(map(str, row)) in " ".join(text.split())
+    for stage in ("head", "fine_tune"):
+        assert stage in text
+    # the plots, embedded and as PNG files beside the report
+    plots = [i for i in page.images if i.get("class") == "plot"]
+    assert [i["alt"] for i in plots] == ["Training curves", "Confusion matrix"]
+    assert all(i["src"].startswith("data:image/png;base64,") for i in plots)
+    assert "curves.png" in page.refs and "confusion.png" in page.refs
+    # base, cut, freeze spec and the full configuration
+    config = json.loads((run_dir / "config.json").read_text())
+    assert metrics["base"]["cut"] == "c2" and "c2" in text and config["freeze"] in text
+    assert json.dumps(config, indent=2).splitlines()[1].strip() in text
+
+
+def test_tensorboard_logs_with_the_flag(run_dir):
+    for stage in ("head", "fine_tune"):
+        assert list((run_dir / "logs" / stage).rglob("events.out.tfevents.*")), stage
+
+
+def test_confident_mistakes_surest_first():
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.05, 0.95]])
+    mistakes = confident_mistakes(["a", "b", "c", "d"], [1, 1, 1, 0], probabilities, ["x", "y"], limit=2)
+    assert [(m["path"], m["true"], m["predicted"]) for m in mistakes] == [("d", "x", "y"), ("a", "y", "x")]
+    assert confident_mistakes([], [], np.zeros((0, 2)), ["x", "y"]) == []
+
+
+def test_evaluate_writes_a_report_in_the_run_folder(run_dir, swapped, capsys):
+    code = main(["evaluate", str(run_dir), str(swapped)])
+    capsys.readouterr()
+    assert code == 0
+    report = run_dir / "evaluation.html"
+    page = assert_self_contained(report)
+    scores = json.loads((run_dir / "evaluation.json").read_text())
+    assert f"{scores['accuracy']:.4f}" in " ".join(page.text)
+    wrong = scores["count"] - sum(row[i] for i, row in enumerate(scores["confusion_matrix"]))
+    assert wrong >= 12  # red and green swapped: a model cannot be right on both
+    thumbnails = [i for i in page.images if i["src"].startswith("data:image/jpeg;base64,")]
+    assert len(thumbnails) == 12  # the surest mistakes, each with its true and predicted label
+    captions = re.findall(r"true (\w+), predicted (\w+) \((\d\.\d\d)\)", " ".join("".join(page.text).split()))
+    assert len(captions) == 12 and all(true != predicted for true, predicted, _ in captions)
+    assert [float(p) for *_, p in captions] == sorted((float(p) for *_, p in captions), reverse=True)
+    assert {"evaluation-curves.png", "evaluation-confusion.png", "evaluation.json"} <= set(page.refs)
+
+
+def test_evaluate_report_option(run_dir, swapped, tmp_path, capsys):
+    target = tmp_path / "out" / "eval.html"
+    target.parent.mkdir()
+    assert main(["evaluate", str(run_dir / "model.keras"), str(swapped), "--report", str(target)]) == 0
+    assert sorted(p.name for p in target.parent.iterdir()) == [
+        "eval-confusion.png", "eval-curves.png", "eval.html", "eval.json"]
+    assert_self_contained(target)
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert main(["evaluate", str(run_dir), str(swapped), "--no-report"]) == 0
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    capsys.readouterr()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PROBE = """<pre id="graftkit-probe"></pre><script>
+window.addEventListener("load", () => {
+  document.getElementById("graftkit-probe").textContent = JSON.stringify(
+    [...document.images].map(i => ({alt: i.alt, cls: i.className, w: i.naturalWidth, h: i.naturalHeight,
+                                     shown: i.getBoundingClientRect().width})));
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
+def test_report_renders_in_headless_chromium(run_dir, swapped, tmp_path, capsys):
+    """Every picture of the report decodes and is laid out, in a real browser with no network."""
+    if not (run_dir / "evaluation.html").exists():
+        main(["evaluate", str(run_dir), str(swapped)])
+        capsys.readouterr()
+    probe = run_dir / "probe.html"  # a copy with a probe script, beside the report so its links resolve
+    probe.write_text((run_dir / "evaluation.html").read_text().replace("</body>", PROBE + "</body>"))
+    try:
+        result = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
+             "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        probe.unlink()
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    start = dom.index('<pre id="graftkit-probe">') + len('<pre id="graftkit-probe">')
+    images = json.loads(dom[start:dom.index("</pre>", start)].replace("&quot;", '"').replace("&amp;", "&"))
+    plots = [i for i in images if i["cls"] == "plot"]
+    assert [p["alt"] for p in plots] == ["Training curves", "Confusion matrix"]
+    assert all(i["w"] > 0 and i["h"] > 0 and i["shown"] > 0 for i in images), images
+    assert len(images) == 2 + 12  # the plots and the mistakes' thumbnails
