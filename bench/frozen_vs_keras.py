@@ -18,8 +18,9 @@ Both see the same split, the same decoded pixels (graftkit's pipeline) and the s
 preprocessing; round ``r`` seeds both arms with ``r`` (initial weights, shuffling), so the
 medians are over seeds. Timed: from a built model to a trained head, validation every epoch included;
 building the base and loading its weights are left out of both. Printed: median wall time,
-peak RSS, final-epoch validation accuracy of each arm, and the time ratios: of the medians,
-and the median of each round's own ratio.
+CPU time (all threads; the cost of an arm whatever else shares the machine), peak RSS and
+final-epoch validation accuracy of each arm, and the ratios: of the median wall times, the
+median of each round's own ratio, and of the median CPU times.
 """
 
 from __future__ import annotations
@@ -118,14 +119,16 @@ def report(result: dict, args) -> None:
     article = median("article", "seconds")
     print(f"\n{result['data']} / {result['base']} at {result['size']} px, {args.epochs} epochs, batch {args.batch}, "
           f"medians of {args.rounds} rounds (load average {result['load'][0]:.2f})")
-    print(f"{'arm':16s} {'seconds':>9s} {'ratio':>7s} {'round ratio':>12s} {'peak RSS MB':>12s} "
-          f"{'val acc (last)':>15s} {'val acc (kept)':>15s}")
+    print(f"{'arm':16s} {'seconds':>9s} {'ratio':>7s} {'round ratio':>12s} {'CPU s':>8s} {'CPU ratio':>10s} "
+          f"{'peak RSS MB':>12s} {'val acc (last)':>15s} {'val acc (kept)':>15s}")
     for arm in ARMS:
         seconds = median(arm, "seconds")
         # The ratio within each round (arms run minutes apart) is steadier under a changing load.
         paired = statistics.median(a["seconds"] / g["seconds"] for a, g in zip(runs["article"], runs[arm]))
         kept = median(arm, "val_accuracy_kept") if "val_accuracy_kept" in runs[arm][0] else float("nan")
-        print(f"{arm:16s} {seconds:9.2f} {article / seconds:7.1f} {paired:12.1f} {median(arm, 'peak_rss_mb'):12.0f} "
+        cpu = median(arm, "cpu_seconds")
+        print(f"{arm:16s} {seconds:9.2f} {article / seconds:7.1f} {paired:12.1f} {cpu:8.1f} "
+              f"{median('article', 'cpu_seconds') / cpu:10.1f} {median(arm, 'peak_rss_mb'):12.0f} "
               f"{median(arm, 'val_accuracy'):15.4f} {kept:15.4f}")
     print(flush=True)
 
@@ -185,10 +188,10 @@ def article_arm(spec: dict, split) -> dict:
     train = ready(make_dataset(split.train.paths, split.train.labels, image_size=spec["size"],
                                batch_size=spec["batch"], shuffle=True, seed=spec["seed"]))
     val = ready(make_dataset(split.val.paths, split.val.labels, image_size=spec["size"], batch_size=spec["batch"]))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     history = model.fit(train, validation_data=val, epochs=spec["epochs"], verbose=0)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "val_accuracy": history.history["val_accuracy"][-1],
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "val_accuracy": history.history["val_accuracy"][-1],
             "epochs_run": len(history.history["loss"])}
 
 
@@ -209,15 +212,23 @@ def graftkit_arm(spec: dict, split, *, cold: bool) -> dict:
     base = load_base(spec["base"], image_size=spec["size"])
     head = build_head(base.feature_shape, len(split.class_names), hidden=[1024], dropout=0, seed=spec["seed"])
     base.model.trainable = False
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     result, cached = cached_head_stage(base, head, split, views=0, batch_size=spec["batch"], epochs=spec["epochs"],
                                        learning_rate=1e-3, patience=spec["epochs"], seed=spec["seed"])
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu
     kept = score(np.asarray(split.val.labels), predict_features(cached.model, cached.val), split.class_names)["accuracy"]
     stats = {}
     features.extract_features(base, split.val.paths, pool=cached.pool, stats=stats)  # after the clock
-    return {"seconds": seconds, "val_accuracy": result.history["val_accuracy"][-1], "val_accuracy_kept": kept,
+    return {"seconds": seconds, "cpu_seconds": cpu, "val_accuracy": result.history["val_accuracy"][-1],
+            "val_accuracy_kept": kept,
             "epochs_run": len(result.history["loss"]), "val_cached": stats["cached"]}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads: what an arm costs, whatever else shares the machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

@@ -130,10 +130,10 @@ def digits_demo(out: Path) -> dict:
     common = dict(epochs=0, fine_tune_epochs=60, patience=15, batch_size=16, augment=False)
     log.info("demo: 2/3 transferring personal.h5 to task B (head on frozen features, then fine-tuning)")
     transfer = train(out / "task_b", base=str(out / "personal.h5"), out=str(out / "run_transfer"),
-                     **{**common, "epochs": 40, "fine_tune_epochs": 20, "freeze": "last:30%"})
+                     **{**common, "epochs": 100, "lr": 3e-3, "fine_tune_epochs": 20, "freeze": "last:30%"})
     log.info("demo: 3/3 training the same network from scratch on the same images")
     scratch = train(out / "task_b", base=str(out / "untrained.h5"), out=str(out / "run_scratch"),
-                    freeze="none", **common)
+                    freeze="none", fine_tune_lr=1e-3, **common)
 
     test = labelled_images(out / "task_b" / "test", transfer.class_names)
     results = {name: evaluate_images(run.model, test)[0]["accuracy"]
@@ -148,7 +148,8 @@ def digits_demo(out: Path) -> dict:
     return results
 
 
-ELPV_CLASSES = {0.0: "defect_0", 1 / 3: "defect_33", 2 / 3: "defect_67", 1.0: "defect_100"}
+# Deitsch et al.'s defect probabilities, named so that they sort in order.
+ELPV_CLASSES = {0.0: "0_intact", 1 / 3: "1_maybe_defective", 2 / 3: "2_likely_defective", 1.0: "3_defective"}
 
 
 def elpv_folders(out: Path, seed: int = 0) -> dict[str, int]:

@@ -54,8 +54,9 @@ def format_scores(scores: dict) -> str:
         row = scores["per_class"][name]
         lines.append(f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:5.4f}"
                      f"  {row['support']:7d}")
-    lines += ["", "confusion matrix (rows: true, columns: predicted)",
-              " " * (width + 2) + "  ".join(f"{n[:8]:>8}" for n in names)]
-    for name, row in zip(names, scores["confusion_matrix"]):
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:8d}" for v in row))
+    cell = max(5, *(len(str(v)) for row in scores["confusion_matrix"] for v in row))
+    lines += ["", "confusion matrix (rows: true class, columns: predicted class number)",
+              " " * (width + 6) + " ".join(f"{f'[{i}]':>{cell}}" for i in range(len(names)))]
+    for i, (name, row) in enumerate(zip(names, scores["confusion_matrix"])):
+        lines.append(f"[{i}] {name:<{width}}  " + " ".join(f"{v:>{cell}d}" for v in row))
     return "\n".join(lines)

@@ -500,11 +500,11 @@ class _Store:
             rows = np.array([row for _, row in pairs])
             targets = np.array([i for i, _ in pairs])
             out[targets] = array[rows]
-            failed = [i for i, row in pairs if zlib.crc32(out[i]) != crcs[row]]
-            if failed:
+            failed = {i for i, row in pairs if zlib.crc32(out[i]) != crcs[row]}
+            if failed:  # the rows that check out are kept and filed again; the shard is dropped
                 self.bad.add(shard)
-                missing += failed
-                salvaged += [i for i, _ in pairs if i not in set(failed)]
+                missing += sorted(failed)
+                salvaged += [i for i, _ in pairs if i not in failed]
         return sorted(missing), sorted(salvaged)
 
     def whole_shard(self, keys, found) -> np.ndarray | None:

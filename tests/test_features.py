@@ -18,6 +18,12 @@ from graftkit.runfiles import load_trained
 from tests.helpers import tiny_cnn, write_images
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Each test starts from an empty feature cache (the seeded tiny model is the same in every test)."""
+    monkeypatch.setenv("GRAFT_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture()
 def personal(tmp_path):
     return tiny_cnn(tmp_path / "personal.keras")
