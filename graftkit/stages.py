@@ -38,7 +38,7 @@ def compile_for(model: keras.Model, learning_rate: float) -> None:
 
     Example:
         >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
-        >>> compile_for(m, 1e-3); m.optimizer.learning_rate.numpy().round(4)
+        >>> compile_for(m, 1e-3); round(float(m.optimizer.learning_rate.numpy()), 6)
         0.001
     """
     model.compile(

@@ -38,7 +38,7 @@ class Preprocess(keras.layers.Layer):
     Example:
         >>> import numpy as np
         >>> from graftkit.bases.preprocess import Preprocess
-        >>> Preprocess("tf")(np.full((1, 2, 2, 3), 255.0, "float32")).numpy().max()
+        >>> float(Preprocess("tf")(np.full((1, 2, 2, 3), 255.0, "float32")).numpy().max())
         1.0
     """
 
