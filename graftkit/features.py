@@ -553,16 +553,14 @@ class _Store:
 
     def write_rows(self, keys: list[str], rows: np.ndarray) -> None:
         """File ``rows`` (features of the images ``keys``) as a new shard."""
+        from graftkit.runfiles import temporary_beside
+
         shard = self._new_id()
-        target = self.folder / f"{shard}.npy"
-        tmp = self.folder / f".{shard}.npy.tmp"
         try:
-            with open(tmp, "wb") as f:
+            with temporary_beside(self.folder / f"{shard}.npy", suffix=".npy.tmp") as tmp, open(tmp, "wb") as f:
                 np.lib.format.write_array(f, np.ascontiguousarray(rows, self.dtype), allow_pickle=False)
-            os.replace(tmp, target)
-        except OSError as error:
-            tmp.unlink(missing_ok=True)
-            log.info(f"could not write the feature cache ({error.strerror or error}): features kept in memory only")
+        except GraftError as error:
+            log.info(f"{error}: features kept in memory only")
             return
         self._write_index(shard, keys, [zlib.crc32(np.ascontiguousarray(row)) for row in rows])
 
