@@ -76,8 +76,45 @@ def _known_options(options: dict) -> None:
             raise GraftError(f"unknown option '{name}': {hint}see graftkit.config.TrainConfig for the options")
 
 
-def train_config(config: TrainConfig) -> Run:
-    """Run the training described by a validated :class:`TrainConfig`."""
+def resume(run_dir: str | Path) -> Run:
+    """Continue an interrupted run from its last completed epoch (``graft train --resume RUN_DIR``).
+
+    The run's own ``config.json`` says what to train; its ``checkpoint.npz`` (written after
+    every epoch) gives the weights, optimizer state, early-stopping state and history to go
+    on from. The run then ends as an uninterrupted one would, in the same folder.
+
+    Example:
+        >>> run = graftkit.resume("runs/ants")  # doctest: +SKIP
+    """
+    from graftkit import checkpoint
+
+    folder = Path(run_dir)
+    if not (folder / "config.json").is_file():
+        raise GraftError(f"'{folder}' is not a graftkit run folder (no config.json): pass the --out folder "
+                         "of the run to resume")
+    if not checkpoint.is_unfinished(folder):
+        if (folder / runfiles.MODEL_FILE).is_file():
+            raise GraftError(f"run '{folder}' has finished already: nothing to resume")
+        raise GraftError(f"run '{folder}' is not marked unfinished: it was not started by this version of graftkit")
+    config = TrainConfig.from_file(folder / "config.json")
+    if config.image_size is not None and config.image_size < 32:
+        config.image_size = None  # written back from a personal model's own fixed size, which the base gives again
+    config = config.validated()
+    config.out = str(folder)
+    runfiles.remove_leftovers(folder)
+    state = checkpoint.load(folder)
+    checkpoint.mark_unfinished(folder)
+    log.info(f"resuming run {folder}: {state.describe() if state else 'no epoch finished'}")
+    return train_config(config, resume=state or checkpoint.Resume())
+
+
+def train_config(config: TrainConfig, resume=None) -> Run:
+    """Run the training described by a validated :class:`TrainConfig`.
+
+    ``resume`` (a :class:`graftkit.checkpoint.Resume`) continues an interrupted run in its own
+    folder, ``config.out``; see :func:`resume`.
+    """
+    from graftkit import checkpoint
     from graftkit.bases.loader import load_base
     from graftkit.data import class_weights, load_split, make_dataset
     from graftkit.evaluate import evaluate_images, format_scores
@@ -88,6 +125,7 @@ def train_config(config: TrainConfig) -> Run:
     import keras
 
     keras.utils.set_random_seed(config.seed)  # the same seed gives the same run
+    as_given = config.to_json()  # what a resume starts from: before the base fills in its defaults
     started = time.perf_counter()
     split = load_split(config.data, val_split=config.val_split, seed=config.seed, strict=config.strict)
     log.info(f"data: {len(split.train)} training and {len(split.val)} validation images, "
@@ -97,8 +135,15 @@ def train_config(config: TrainConfig) -> Run:
     config.image_size = base.image_size
     log.info(f"base: {base.source} cut at '{base.cut}' -> features {base.feature_shape}, "
              f"preprocessing '{base.preprocessing}', weights {base.weights}")
-    run_dir = runfiles.new_run_dir(config.out, Path(config.base).name)
-    config.out = str(run_dir)
+    if resume is None:
+        run_dir = runfiles.new_run_dir(config.out, Path(config.base).name)
+        config.out = str(run_dir)
+        _start_run(run_dir, as_given, split.class_names)
+    else:
+        run_dir = Path(config.out)
+        _same_classes(run_dir, split.class_names)
+    saver = checkpoint.Checkpointer(run_dir, resume)
+    resume = resume or checkpoint.Resume()
 
     head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
                       hidden=config.hidden, dropout=config.dropout, seed=config.seed)
@@ -117,7 +162,11 @@ def train_config(config: TrainConfig) -> Run:
     cached = None
     logs = _tensorboard(config, run_dir)
     base.model.trainable = False
-    if config.epochs and config.feature_cache != "off":
+    head_done = resume.finished("head")
+    if head_done:
+        stages.append(_stage_result(head_done))
+        head.set_weights(resume.head_weights)
+    elif config.epochs and config.feature_cache != "off":
         from graftkit.headstage import cached_head_stage, choose_views
 
         views, why = choose_views(config.aug_views, config.augment)
@@ -126,20 +175,28 @@ def train_config(config: TrainConfig) -> Run:
             base, head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
             learning_rate=config.lr, patience=config.patience, class_weight=weights,
             cache=config.feature_cache, memory_budget_mb=config.feature_memory_mb, seed=config.seed,
-            callbacks=logs("head"))
+            callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head"))
         stages.append(result)
     elif config.epochs:
         stages.append(fit_stage("head", model, train_data, val_data, epochs=config.epochs,
                                 learning_rate=config.lr, patience=config.patience, class_weight=weights,
-                                callbacks=logs("head")))
+                                callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head")))
+    if config.epochs and not head_done:
+        saver.stage_done(stages[-1], head_weights=head.get_weights())
     freeze = parse_freeze(config.freeze)
-    if config.fine_tune_epochs and freeze.kind != "all":
+    fine_tune_done = resume.finished("fine_tune")
+    if fine_tune_done:
+        stages.append(_stage_result(fine_tune_done))
+        model.set_weights(resume.final_weights)
+    elif config.fine_tune_epochs and freeze.kind != "all":
         baseline = stages[-1].best_val_loss if stages else float("inf")
         stages.append(fine_tune_stage(model, base.model, train_data, val_data, freeze=freeze,
                                       train_bn=config.train_bn, epochs=config.fine_tune_epochs,
                                       learning_rate=config.fine_tune_lr, patience=config.patience,
                                       class_weight=weights, baseline_val_loss=baseline,
-                                      callbacks=logs("fine_tune")))
+                                      callbacks=logs("fine_tune"), checkpoint=saver,
+                                      resume=resume.state_of("fine_tune")))
+        saver.stage_done(stages[-1], final_weights=model.get_weights())
     elif config.fine_tune_epochs:
         log.info("--freeze all: no fine-tuning stage")
 
@@ -180,6 +237,34 @@ def train_config(config: TrainConfig) -> Run:
     return run
 
 
+def _start_run(run_dir: Path, config_json: str, class_names: list[str]) -> None:
+    """What a run writes before training: its configuration, its classes and the unfinished marker."""
+    from graftkit.checkpoint import mark_unfinished
+
+    mark_unfinished(run_dir)
+    config = json.loads(config_json) | {"out": str(run_dir)}
+    runfiles.atomic_write_json(run_dir / "config.json", config)
+    runfiles.atomic_write_json(run_dir / runfiles.CLASSES_FILE, class_names)
+
+
+def _same_classes(run_dir: Path, class_names: list[str]) -> None:
+    """A resumed run must see the classes it started with."""
+    try:
+        before = json.loads((run_dir / runfiles.CLASSES_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if before != class_names:
+        raise GraftError(f"the data's classes are now {class_names}, the run in '{run_dir}' started with {before}: "
+                         "put the data back as it was, or start a new run")
+
+
+def _stage_result(values: dict):
+    """A :class:`graftkit.stages.StageResult` from its checkpointed fields."""
+    from graftkit.stages import StageResult
+
+    return StageResult(**values)
+
+
 def _tensorboard(config: TrainConfig, run_dir: Path):
     """``stage name -> callbacks``: a TensorBoard callback logging to ``run_dir/logs/<stage>`` with --tensorboard."""
     if not config.tensorboard:
@@ -205,3 +290,6 @@ def write_run(run: Run) -> None:
 
     write_run_report(folder, metrics=run.metrics, config=json.loads(run.config.to_json()), mistakes=run.mistakes)
     runfiles.atomic_save_model(run.model, folder / runfiles.MODEL_FILE)
+    from graftkit.checkpoint import mark_finished
+
+    mark_finished(folder)

@@ -34,8 +34,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"graft: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("graft: interrupted", file=sys.stderr)
+        print("graft: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130
+
+
+def _resume_hint(args) -> str:
+    """How to continue a training run that was interrupted, when one was under way."""
+    from graftkit import checkpoint
+
+    folder = checkpoint.started_here() if args.run is _train else None
+    if folder and checkpoint.is_unfinished(folder):
+        return f": continue with graft train --resume {folder}"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a classifier on a folder of images",
                                 description="Train a head on a frozen base, then fine-tune the top of the base.")
-    train.add_argument("data", help="folder of class subfolders, or of train/ and val/ folders of them")
+    train.add_argument("data", nargs="?",
+                       help="folder of class subfolders, or of train/ and val/ folders of them")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue an interrupted run from its last completed epoch, with its own settings "
+                            "(give no data and no other option)")
     train.add_argument("--base", help="base name (see `graft bases`) or a .keras/.h5/SavedModel path "
                                       f"(default {DEFAULT_BASE} when installed, else {FALLBACK_BASE})")
     train.add_argument("--weights", default="imagenet",
@@ -166,13 +180,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from graftkit.api import train_config
+    from graftkit.api import resume, train_config
     from graftkit.config import TrainConfig
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "quiet")}
-    run = train_config(TrainConfig(**options).validated())
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "quiet", "resume")}
+    if args.resume is not None:
+        _only_resume(options)
+        run = resume(args.resume)
+    elif args.data is None:
+        raise GraftError("graft train needs a data folder (or --resume RUN_DIR to continue an interrupted run)")
+    else:
+        run = train_config(TrainConfig(**options).validated())
     print(json.dumps({"run_dir": str(run.run_dir), "accuracy": run.metrics["accuracy"]}))
     return 0
+
+
+def _only_resume(options: dict) -> None:
+    """--resume takes the run's own settings: any other option given is an error naming it."""
+    defaults = vars(build_parser().parse_args(["train"]))
+    for name, value in options.items():
+        if value != defaults[name]:
+            flag = "the data folder" if name == "data" else "--" + name.replace("_", "-")
+            raise GraftError(f"--resume continues a run with its own settings: drop {flag} "
+                             "(start a new run to change them)")
 
 
 def _predict(args) -> int:

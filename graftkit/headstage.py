@@ -64,7 +64,8 @@ def choose_views(aug_views: int | None, augment: bool) -> tuple[int, str]:
 
 def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs: int, learning_rate: float,
                       patience: int, class_weight: dict | None = None, cache: str = "auto",
-                      memory_budget_mb: int | None = None, seed: int = 0, callbacks: list | None = None):
+                      memory_budget_mb: int | None = None, seed: int = 0, callbacks: list | None = None,
+                      checkpoint=None, resume=None):
     """Extract (or reuse) the base's features of a split and fit ``head`` on them.
 
     Args:
@@ -76,6 +77,8 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
         cache, memory_budget_mb: as for :func:`graftkit.features.extract_features`.
         seed: seed of the shuffle and of the augmented views.
         callbacks: more Keras callbacks for the head's ``fit`` (e.g. TensorBoard).
+        checkpoint, resume: as for :func:`graftkit.stages.fit_stage` (a resume replays the
+            shuffles of the epochs done, so it goes on exactly as the interrupted run would have).
 
     Returns:
         ``(StageResult, CachedFeatures)``.
@@ -115,12 +118,14 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
     if in_memory and not callbacks:
         result = fit_on_features("head", trained, train, split.train.labels, val, split.val.labels,
                                  batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
-                                 patience=patience, class_weight=class_weight, seed=seed)
+                                 patience=patience, class_weight=class_weight, seed=seed,
+                                 checkpoint=checkpoint, resume=resume)
     else:  # streamed from disk, or Keras callbacks to serve: Keras' own fit
         train_data = features_dataset(train, split.train.labels, batch_size=batch_size, shuffle=True, seed=seed)
         val_data = features_dataset(val, split.val.labels, batch_size=batch_size)
         result = fit_stage("head", trained, train_data, val_data, epochs=epochs, learning_rate=learning_rate,
-                           patience=patience, class_weight=class_weight, callbacks=callbacks)
+                           patience=patience, class_weight=class_weight, callbacks=callbacks,
+                           checkpoint=checkpoint, resume=resume)
     result.seconds = time.perf_counter() - start
     return result, CachedFeatures(train=train, val=val, views=views, model=trained, pool=pool)
 
@@ -161,6 +166,21 @@ class _FusedAdam:
                 beta2=tf.constant(beta_2, dtype), epsilon=tf.constant(epsilon, dtype),
                 grad=tf.convert_to_tensor(gradient, dtype))
 
+    def state(self) -> list:
+        """The moments and the step count, for a checkpoint."""
+        return [v.numpy() for v in (*self.m, *self.v, self.step)]
+
+    def restore(self, values: list) -> None:
+        """Put back what :meth:`state` returned."""
+        from graftkit.errors import GraftError
+
+        slots = (*self.m, *self.v, self.step)
+        if len(values) != len(slots):
+            raise GraftError("the checkpoint does not match this model (another base or head?): "
+                             "remove checkpoint.npz from the run folder to start the run over")
+        for slot, value in zip(slots, values):
+            slot.assign(value)
+
 
 def after_pooling(head) -> tuple[str | None, object]:
     """When ``head`` starts with global pooling, the pooling mode and the rest of the head.
@@ -198,7 +218,7 @@ def _inputs_of(layer) -> list:
 
 def fit_on_features(name: str, head, train_views, train_labels, val_features, val_labels, *, batch_size: int,
                     epochs: int, learning_rate: float, patience: int = 3, class_weight: dict | None = None,
-                    seed: int = 0):
+                    seed: int = 0, checkpoint=None, resume=None):
     """Fit ``head`` on in-memory features as :func:`graftkit.stages.fit_stage` would, with an epoch per call.
 
     The same training as there: Adam at ``learning_rate`` with Keras' defaults, sparse
@@ -217,6 +237,8 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
         train_labels, val_features, val_labels: the rest of the data.
         batch_size, epochs, learning_rate, patience, class_weight: as for ``fit_stage``.
         seed: seed of the shuffle and of the choice of view.
+        checkpoint, resume: as for :func:`graftkit.stages.fit_stage`; the shuffles of the
+            epochs done are drawn again, so a resumed stage ends as an uninterrupted one.
 
     Returns:
         A :class:`graftkit.stages.StageResult`; ``head`` holds the best epoch's weights.
@@ -232,13 +254,19 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     import keras
     import tensorflow as tf
 
-    from graftkit.stages import StageResult, compile_for
+    from graftkit.checkpoint import restore_seeds, seed_states
+    from graftkit.stages import StageResult, Stopper, compile_for
 
     compile_for(head, learning_rate)  # as fit_stage leaves it; the update below is the same Adam, fused
     adam = _FusedAdam(head.trainable_variables, learning_rate)
+    first = resume.epoch if resume else 0
+    if resume:
+        head.set_weights(resume.weights)
+        adam.restore(resume.optimizer)
+        restore_seeds(head, resume.seeds)
     trainable = sum(int(keras.ops.size(w)) for w in head.trainable_weights)
     log.info(f"{name} stage: up to {epochs} epochs at learning rate {learning_rate:g}, "
-             f"{trainable:,} trainable parameters")
+             f"{trainable:,} trainable parameters" + (f", resumed after epoch {first}" if resume else ""))
     views = list(train_views) if isinstance(train_views, (list, tuple)) else [train_views]
     count, n_views = len(train_labels), len(views)
     table = tf.constant(np.concatenate(views) if n_views > 1 else views[0])
@@ -278,16 +306,19 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
         val_n = tf.cast(tf.shape(val_y)[0], tf.float32)
         return total / n, correct / n, val_total / val_n, val_correct / val_n
 
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    stopper = Stopper(patience, resume)
     stopper.set_model(head)
     head.stop_training = False
     stopper.on_train_begin()
     rng = np.random.default_rng(seed)
-    history = {"accuracy": [], "loss": [], "val_accuracy": [], "val_loss": []}
+    history = {key: list(resume.history[key]) if resume else [] for key in ("accuracy", "loss", "val_accuracy",
+                                                                             "val_loss")}
     start = time.perf_counter()
     for epoch in range(epochs):
         order = rng.permutation(count)
         rows = order + count * rng.integers(n_views, size=count) if n_views > 1 else order
+        if epoch < first or stopper.stopped:
+            continue  # done before the interruption: only its draws, so later epochs draw as they did
         loss, accuracy, val_loss, val_accuracy = (float(v) for v in run_epoch(tf.constant(rows, tf.int32)))
         logs = {"accuracy": accuracy, "loss": loss, "val_accuracy": val_accuracy, "val_loss": val_loss}
         for key, value in logs.items():
@@ -295,6 +326,9 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
         log.info(f"{name} epoch {epoch + 1}/{epochs}: loss {loss:.4f}, accuracy {accuracy:.4f}, "
                  f"val_loss {val_loss:.4f}, val_accuracy {val_accuracy:.4f}")
         stopper.on_epoch_end(epoch, logs)
+        if checkpoint is not None:
+            checkpoint.epoch_done(name, epoch + 1, history, head.get_weights(), adam.state(), stopper.state(),
+                                  stopper.best_weights, [v.numpy() for v in seed_states(head)])
         if head.stop_training:
             break
     stopper.on_train_end()

@@ -12,6 +12,7 @@ from graftkit.errors import GraftError
 
 MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
+UNFINISHED_FILE = "UNFINISHED"  # in a run folder from the start of a run until its model is written
 
 
 def new_run_dir(out: str | Path | None, label: str) -> Path:
@@ -28,6 +29,9 @@ def new_run_dir(out: str | Path | None, label: str) -> Path:
     path = Path(out)
     if (path / MODEL_FILE).exists():
         raise GraftError(f"run folder '{path}' already holds a trained model: pass another --out or remove it")
+    if (path / UNFINISHED_FILE).exists():
+        raise GraftError(f"run folder '{path}' holds an unfinished run: continue it with "
+                         f"graft train --resume {path}, or pass another --out")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -82,6 +86,23 @@ class temporary_beside:
         return False
 
 
+def remove_leftovers(folder: Path) -> int:
+    """Delete the temporary files a killed process left in ``folder`` (see :class:`temporary_beside`).
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / ".model.keras.x1y2.keras").write_text("")
+        >>> remove_leftovers(d), list(d.iterdir())
+        (1, [])
+    """
+    removed = 0
+    for path in Path(folder).glob(".*.*"):
+        target = path.name[1:].rsplit(".", 2)[0]  # ".NAME.RANDOM.SUFFIX" -> NAME
+        if path.is_file() and target and path.name.startswith(f".{target}."):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -109,6 +130,9 @@ def load_trained(path: str | Path):
 
     path = Path(path)
     model_path = path / MODEL_FILE if path.is_dir() else path
+    if not model_path.is_file() and (model_path.parent / UNFINISHED_FILE).is_file():
+        raise GraftError(f"the run in '{model_path.parent}' has not finished: continue it with "
+                         f"graft train --resume {model_path.parent}")
     if not model_path.is_file():
         raise GraftError(f"no trained model at '{path}': pass a run folder or its {MODEL_FILE}")
     try:

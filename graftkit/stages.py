@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import keras
 
 from graftkit import log
+from graftkit.checkpoint import Checkpointer, StageState, restore_seeds, seed_states
+from graftkit.errors import GraftError
 from graftkit.surgery import FreezeSpec, apply_freeze
 
 
@@ -48,6 +50,36 @@ def compile_for(model: keras.Model, learning_rate: float) -> None:
     )
 
 
+class Stopper(keras.callbacks.EarlyStopping):
+    """Early stopping on the validation loss with the best weights restored, whose state survives a restart.
+
+    Example:
+        >>> stopper = Stopper(patience=3)
+        >>> stopper.on_train_begin(); stopper.state()
+        {'wait': 0, 'best': None, 'best_epoch': 0, 'stopped_epoch': 0}
+    """
+
+    def __init__(self, patience: int, resume: StageState | None = None):
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=0)
+        self.resume = resume
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.resume is not None:
+            for name, value in self.resume.stopper.items():
+                setattr(self, name, value)
+            self.best_weights = self.resume.best_weights
+
+    def state(self) -> dict:
+        """What :meth:`on_train_begin` puts back on a resume (the best weights go beside it)."""
+        return {"wait": int(self.wait), "best": None if self.best is None else float(self.best),
+                "best_epoch": int(self.best_epoch), "stopped_epoch": int(self.stopped_epoch)}
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_epoch > 0
+
+
 def fit_stage(
     name: str,
     model: keras.Model,
@@ -59,6 +91,8 @@ def fit_stage(
     patience: int = 3,
     class_weight: dict | None = None,
     callbacks: list | None = None,
+    checkpoint: Checkpointer | None = None,
+    resume: StageState | None = None,
 ) -> StageResult:
     """Compile and fit ``model`` for one stage, keeping the weights of the best validation epoch.
 
@@ -72,6 +106,8 @@ def fit_stage(
         patience: epochs without a better validation loss before stopping.
         class_weight: per-class loss weights, or None.
         callbacks: more Keras callbacks for ``fit`` (e.g. TensorBoard), beside early stopping.
+        checkpoint: where to record the state after every epoch, or None.
+        resume: the state this stage reached in an interrupted run: it goes on from there.
 
     Returns:
         A :class:`StageResult`; the model holds the best epoch's weights.
@@ -79,26 +115,61 @@ def fit_stage(
     import time
 
     compile_for(model, learning_rate)
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True, verbose=0
-    )
+    stopper = Stopper(patience, resume)
+    history = {key: list(values) for key, values in (resume.history if resume else {}).items()}
+    first = resume.epoch if resume else 0
+    if resume:
+        model.set_weights(resume.weights)
+        restore_optimizer(model.optimizer, model.trainable_variables, resume.optimizer)
+        restore_seeds(model, resume.seeds)
     trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
     log.info(f"{name} stage: up to {epochs} epochs at learning rate {learning_rate:g}, "
-             f"{trainable:,} trainable parameters")
+             f"{trainable:,} trainable parameters" + (f", resumed after epoch {first}" if resume else ""))
+    recorder = _Recorder(name, stopper, history, checkpoint)
     start = time.perf_counter()
-    history = model.fit(
-        train_data, validation_data=val_data, epochs=epochs, class_weight=class_weight,
-        callbacks=[stopper, *(callbacks or [])], verbose=log.keras_verbosity(), shuffle=False,
-    )
-    seconds = time.perf_counter() - start
+    if first < epochs and not (resume and resume.stopper.get("stopped_epoch")):
+        model.fit(
+            train_data, validation_data=val_data, epochs=epochs, initial_epoch=first, class_weight=class_weight,
+            callbacks=[stopper, recorder, *(callbacks or [])], verbose=log.keras_verbosity(), shuffle=False,
+        )
+    else:  # the interrupted run had ended this stage: only its best weights to put back
+        stopper.set_model(model)
+        stopper.on_train_begin()
+        stopper.on_train_end()
     return StageResult(
         name=name,
-        history={key: [float(v) for v in values] for key, values in history.history.items()},
+        history=history,
         best_epoch=stopper.best_epoch + 1,
         best_val_loss=float(stopper.best),
-        seconds=seconds,
+        seconds=time.perf_counter() - start,
         trainable_params=trainable,
     )
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Keeps the stage's history and writes a checkpoint after every epoch (after early stopping's turn)."""
+
+    def __init__(self, name: str, stopper: Stopper, history: dict, checkpoint: Checkpointer | None):
+        super().__init__()
+        self.name, self.stopper, self.history, self.checkpoint = name, stopper, history, checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        if self.checkpoint is not None:
+            self.checkpoint.epoch_done(self.name, epoch + 1, self.history, self.model.get_weights(),
+                                       [v.numpy() for v in self.model.optimizer.variables], self.stopper.state(),
+                                       self.stopper.best_weights, [v.numpy() for v in seed_states(self.model)])
+
+
+def restore_optimizer(optimizer, variables, values: list) -> None:
+    """Build ``optimizer`` for ``variables`` and put back the state saved from it in a checkpoint."""
+    optimizer.build(variables)
+    if len(optimizer.variables) != len(values):
+        raise GraftError("the checkpoint does not match this model (another base or head?): "
+                         "remove checkpoint.npz from the run folder to start the run over")
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
 
 
 def fine_tune_stage(
@@ -115,17 +186,20 @@ def fine_tune_stage(
     class_weight: dict | None,
     baseline_val_loss: float,
     callbacks: list | None = None,
+    checkpoint: Checkpointer | None = None,
+    resume: StageState | None = None,
 ) -> StageResult:
     """Unfreeze the top of the base by ``freeze`` and train at a lower learning rate.
 
     When no epoch beats ``baseline_val_loss`` (the head stage's best), the weights from
-    before fine-tuning are put back and the result is marked ``kept=False``.
+    before fine-tuning are put back and the result is marked ``kept=False``. ``checkpoint``
+    and ``resume`` are as for :func:`fit_stage`.
     """
     before = model.get_weights()
     apply_freeze(base_model, freeze, train_bn=train_bn)
     result = fit_stage("fine_tune", model, train_data, val_data, epochs=epochs,
                        learning_rate=learning_rate, patience=patience, class_weight=class_weight,
-                       callbacks=callbacks)
+                       callbacks=callbacks, checkpoint=checkpoint, resume=resume)
     if result.best_val_loss > baseline_val_loss:
         model.set_weights(before)
         result.kept = False

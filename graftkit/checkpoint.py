@@ -1,0 +1,220 @@
+"""Per-epoch checkpoints of a run, so that an interrupted run can be resumed (``graft train --resume``).
+
+After every epoch a run writes ``checkpoint.npz`` in its folder: the weights of the model
+the stage trains, the optimizer's state, early stopping's state (its best weights too) and
+the history so far, plus the results of the stages already finished. The file is written
+to a temporary name and renamed, so a run killed at any moment leaves the previous
+epoch's checkpoint whole. A run folder holds an ``UNFINISHED`` marker from its start until
+its model is written; then the marker and the checkpoint go.
+
+The checkpoint is a NumPy ``.npz`` read with ``allow_pickle=False``: resuming runs no code.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from graftkit import runfiles
+from graftkit.errors import GraftError
+
+CHECKPOINT_FILE = "checkpoint.npz"
+UNFINISHED_FILE = runfiles.UNFINISHED_FILE
+FORMAT = 1
+
+
+@dataclass
+class StageState:
+    """Where a stage stood after its last completed epoch.
+
+    Attributes:
+        stage: ``head`` or ``fine_tune``.
+        epoch: epochs completed.
+        history: per-epoch metrics of those epochs.
+        weights: weights of the model the stage trains (``get_weights`` order).
+        optimizer: the optimizer's variables, in its own order.
+        stopper: early stopping's ``wait``, ``best``, ``best_epoch`` and whether it stopped.
+        best_weights: the weights early stopping would restore.
+        seeds: the states of the model's random seed generators (dropout's draws go on as they would have).
+    """
+
+    stage: str
+    epoch: int
+    history: dict
+    weights: list
+    optimizer: list
+    stopper: dict
+    best_weights: list | None = None
+    seeds: list | None = None
+
+
+@dataclass
+class Resume:
+    """What an interrupted run had done: finished stages, and the stage under way.
+
+    Attributes:
+        done: one dict per finished stage (the fields of :class:`graftkit.stages.StageResult`).
+        head_weights: the head's weights after the head stage (fine-tuning's roll-back point).
+        final_weights: the whole model's weights once every stage was done.
+        current: the stage under way, or None.
+    """
+
+    done: list = field(default_factory=list)
+    head_weights: list | None = None
+    final_weights: list | None = None
+    current: StageState | None = None
+
+    def finished(self, stage: str) -> dict | None:
+        """The result of ``stage`` when it had finished, else None."""
+        return next((result for result in self.done if result["name"] == stage), None)
+
+    def state_of(self, stage: str) -> StageState | None:
+        """The state of ``stage`` when it was under way, else None."""
+        return self.current if self.current is not None and self.current.stage == stage else None
+
+    def describe(self) -> str:
+        """One line on where the run stood, for the log."""
+        parts = [f"{r['name']} stage done (best epoch {r['best_epoch']})" for r in self.done]
+        if self.current is not None:
+            parts.append(f"{self.current.stage} stage after epoch {self.current.epoch}")
+        return ", ".join(parts) or "no epoch finished"
+
+
+class Checkpointer:
+    """Writes a run's checkpoint after every epoch and after every stage.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> saver = Checkpointer(folder)
+        >>> saver.epoch_done("head", 1, {"loss": [0.5]}, [np.ones(2)], [np.zeros(2)], {"wait": 0})
+        >>> load(folder).current.epoch
+        1
+    """
+
+    def __init__(self, run_dir: Path, resume: Resume | None = None):
+        self.path = Path(run_dir) / CHECKPOINT_FILE
+        self.resume = resume or Resume()
+
+    def epoch_done(self, stage: str, epoch: int, history: dict, weights: list, optimizer: list, stopper: dict,
+                   best_weights: list | None = None, seeds: list | None = None) -> None:
+        """Record the state after ``epoch`` (1-based) of ``stage``."""
+        self.resume.current = StageState(stage, epoch, history, weights, optimizer, stopper, best_weights, seeds)
+        self._write()
+
+    def stage_done(self, result, *, head_weights: list | None = None, final_weights: list | None = None) -> None:
+        """Record a finished stage (a :class:`graftkit.stages.StageResult`) and the weights it left."""
+        self.resume.done = [r for r in self.resume.done if r["name"] != result.name] + [asdict(result)]
+        if head_weights is not None:
+            self.resume.head_weights = head_weights
+        if final_weights is not None:
+            self.resume.final_weights = final_weights
+        self.resume.current = None
+        self._write()
+
+    def _write(self) -> None:
+        resume = self.resume
+        arrays = {}
+        for name, values in (("head", resume.head_weights), ("final", resume.final_weights)):
+            arrays.update(_numbered(name, values))
+        state = {"format": FORMAT, "done": resume.done, "current": None}
+        if resume.current is not None:
+            current = resume.current
+            state["current"] = {"stage": current.stage, "epoch": current.epoch, "history": current.history,
+                                "stopper": current.stopper}
+            arrays.update(_numbered("weights", current.weights))
+            arrays.update(_numbered("optimizer", current.optimizer))
+            arrays.update(_numbered("best", current.best_weights))
+            arrays.update(_numbered("seeds", current.seeds))
+        arrays["state"] = np.array(json.dumps(state, default=_plain))
+        with runfiles.temporary_beside(self.path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as file:
+                np.savez(file, **arrays)
+
+
+def load(run_dir: str | Path) -> Resume | None:
+    """The checkpoint of an interrupted run, or None when it finished no epoch.
+
+    Raises:
+        GraftError: the checkpoint cannot be read.
+    """
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            state = json.loads(str(npz["state"]))
+            arrays = {name: npz[name] for name in npz.files if name != "state"}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise GraftError(f"cannot read the checkpoint '{path}' ({error}): remove it to start the run over") from None
+    if state.get("format") != FORMAT:
+        raise GraftError(f"checkpoint '{path}' is of another graftkit version: remove it to start the run over")
+    current = None
+    if state["current"] is not None:
+        values = state["current"]
+        current = StageState(values["stage"], values["epoch"], values["history"], _listed(arrays, "weights"),
+                             _listed(arrays, "optimizer"), values["stopper"], _listed(arrays, "best"),
+                             _listed(arrays, "seeds"))
+    return Resume(done=state["done"], head_weights=_listed(arrays, "head"), final_weights=_listed(arrays, "final"),
+                  current=current)
+
+
+def seed_states(model) -> list:
+    """The state variables of ``model``'s random seed generators (dropout's, for one), which weights leave out."""
+    return [v for v in model.variables if "seed_generator" in v.path]
+
+
+def restore_seeds(model, values: list | None) -> None:
+    """Put back what :func:`seed_states` held when a checkpoint was written."""
+    states = seed_states(model)
+    if values is not None and len(values) == len(states):
+        for variable, value in zip(states, values):
+            variable.assign(value)
+
+
+_STARTED: list[Path] = []  # run folders this process started or resumed
+
+
+def mark_unfinished(run_dir: Path) -> None:
+    """Mark ``run_dir`` as a run under way (removed by :func:`mark_finished`)."""
+    _STARTED.append(Path(run_dir))
+    runfiles.atomic_write_text(Path(run_dir) / UNFINISHED_FILE,
+                               f"This run has not finished. Continue it with: graft train --resume {run_dir}\n")
+
+
+def mark_finished(run_dir: Path) -> None:
+    """Remove the marker and the checkpoint of a run whose model is written."""
+    for name in (UNFINISHED_FILE, CHECKPOINT_FILE):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def started_here() -> Path | None:
+    """The run folder this process started (or resumed) last, if any: where to resume after a Ctrl-C."""
+    return _STARTED[-1] if _STARTED else None
+
+
+def is_unfinished(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a run that started and did not finish."""
+    return (Path(run_dir) / UNFINISHED_FILE).is_file()
+
+
+def _numbered(name: str, values: list | None) -> dict:
+    if values is None:
+        return {}
+    return {f"{name}_{i}": np.asarray(value) for i, value in enumerate(values)} | {f"{name}_count": np.array(len(values))}
+
+
+def _listed(arrays: dict, name: str) -> list | None:
+    if f"{name}_count" not in arrays:
+        return None
+    return [arrays[f"{name}_{i}"] for i in range(int(arrays[f"{name}_count"]))]
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
