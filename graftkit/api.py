@@ -139,6 +139,7 @@ def train_config(config: TrainConfig, resume=None) -> Run:
         run_dir = runfiles.new_run_dir(config.out, Path(config.base).name)
         config.out = str(run_dir)
         _start_run(run_dir, as_given, split.class_names)
+        log.info(f"run folder: {run_dir} (if the run is interrupted: graft train --resume {run_dir})")
     else:
         run_dir = Path(config.out)
         _same_classes(run_dir, split.class_names)

@@ -129,7 +129,8 @@ def extract_features(base, paths, *, view: int | None = None, seed: int = 0, bat
         view: None for exact features; ``v`` for augmented view ``v`` (images augmented by
             :func:`graftkit.data.augmentation` seeded from ``seed`` and ``v``).
         seed: seed of the augmented views.
-        batch_size: images per forward pass.
+        batch_size: least images per forward pass (small images go in larger batches, see
+            :func:`extraction_batch`; in inference mode the batch does not change the features).
         cache: ``auto``: use the disk cache, return an in-memory array when it fits
             ``memory_budget_mb`` and a read-only memmap of a cache file otherwise;
             ``memory``: no disk at all, always in memory; ``disk``: always a memmap.
@@ -293,7 +294,7 @@ def _compute(base, paths, rows, out, view, seed, pool, batch_size) -> None:
     forward = _forward(base, view, seed, pool)
     # Positions ride along as labels: a file that fails to decode is left out, never cached as a blank image.
     dataset = make_dataset([paths[i] for i in rows], np.arange(len(rows)), image_size=base.image_size,
-                           batch_size=batch_size)
+                           batch_size=extraction_batch(batch_size, base.image_size))
     label = "features" if view is None else f"features, augmented view {view + 1}"
     bar = log.progress(len(rows), label)
     rows = np.asarray(rows)
@@ -308,6 +309,21 @@ def _compute(base, paths, rows, out, view, seed, pool, batch_size) -> None:
         path = paths[rows[np.flatnonzero(~written)[0]]]
         raise GraftError(f"cannot read image '{path}' any more (it changed while graftkit ran): "
                          "replace the file or leave it out, then run again")
+
+
+def extraction_batch(batch_size: int, image_size: int) -> int:
+    """Images per forward pass when extracting features: ``batch_size``, or more for small images.
+
+    A batch of small images leaves the CPU's cores idle between layers: MobileNetV2 at 128 px
+    ran 1.3x faster per image at 64 than at 32; at 224 px the batch made no difference.
+    About a million pixels per batch, at most 128 images.
+
+    Example:
+        >>> extraction_batch(32, 224), extraction_batch(32, 128), extraction_batch(32, 64), extraction_batch(8, 224)
+        (32, 64, 128, 16)
+    """
+    by_pixels = 2 ** int(np.log2(max(1, 2 ** 20 // (image_size * image_size))))
+    return max(batch_size, min(128, by_pixels))
 
 
 _EXTRACTORS = weakref.WeakKeyDictionary()  # base model -> {(preprocessing, view seed): compiled forward}
