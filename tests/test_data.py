@@ -346,6 +346,12 @@ def test_make_dataset_shapes_types_and_order(shaded):
     np.testing.assert_allclose(images.mean(axis=(1, 2, 3)), 30 * np.arange(7), atol=1)
 
 
+def test_make_dataset_runs_without_autotuning(shaded):
+    """tf.data's autotuning sometimes left one of two cores idle for a whole pass (docs/benchmarks.md)."""
+    options = make_dataset(shaded, image_size=8, batch_size=4, augment=True).options()
+    assert options.autotune.enabled is False
+
+
 def test_make_dataset_without_labels_yields_images(shaded):
     batches = list(make_dataset(shaded, image_size=8, batch_size=4))
     assert [tuple(b.shape) for b in batches] == [(4, 8, 8, 3), (3, 8, 8, 3)]
