@@ -602,8 +602,8 @@ def make_dataset(paths, labels=None, *, image_size: int, batch_size: int, shuffl
     if augment:
         layers = augmentation()
         ds = ds.map(on_images(lambda x: layers(x, training=True)), num_parallel_calls=tf.data.AUTOTUNE)
-    # Without autotuning: with it, about one pass in ten over flowers128 ran at half speed (one
-    # core busy instead of two); the maps then use every core and two batches wait ready.
+    # Without autotuning: with it, some passes ran at half speed, one core idle (docs/benchmarks.md,
+    # section 4). The maps then use every core, and two batches wait ready.
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(2).with_options(options)
