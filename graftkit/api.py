@@ -81,7 +81,11 @@ def resume(run_dir: str | Path) -> Run:
 
     The run's own ``config.json`` says what to train; its ``checkpoint.npz`` (written after
     every epoch) gives the weights, optimizer state, early-stopping state and history to go
-    on from. The run then ends as an uninterrupted one would, in the same folder.
+    on from. The run then goes through every epoch it had left and ends in the same folder,
+    with the same files as an uninterrupted run. A head stage on cached features comes out
+    exactly as it would have (its shuffles and dropout draws are replayed); a resumed
+    fine-tuning stage draws new shuffles and augmentations for its remaining epochs, and the
+    final scores are then computed through the full model rather than on cached features.
 
     Example:
         >>> run = graftkit.resume("runs/ants")  # doctest: +SKIP
@@ -89,13 +93,17 @@ def resume(run_dir: str | Path) -> Run:
     from graftkit import checkpoint
 
     folder = Path(run_dir)
+    checkpoint.release(folder)  # this process may have started it (a Ctrl-C in Python, then resume)
+    if checkpoint.is_running(folder):
+        raise GraftError(f"run '{folder}' is still being trained by another process: let it finish, or stop it "
+                         "and then resume")
     if not (folder / "config.json").is_file():
         raise GraftError(f"'{folder}' is not a graftkit run folder (no config.json): pass the --out folder "
                          "of the run to resume")
     if not checkpoint.is_unfinished(folder):
         if (folder / runfiles.MODEL_FILE).is_file():
             raise GraftError(f"run '{folder}' has finished already: nothing to resume")
-        raise GraftError(f"run '{folder}' is not marked unfinished: it was not started by this version of graftkit")
+        raise GraftError(f"run '{folder}' stopped before its training started: start it again, with --out {folder}")
     config = TrainConfig.from_file(folder / "config.json")
     if config.image_size is not None and config.image_size < 32:
         config.image_size = None  # written back from a personal model's own fixed size, which the base gives again
@@ -143,7 +151,11 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     else:
         run_dir = Path(config.out)
         _same_classes(run_dir, split.class_names)
-    saver = checkpoint.Checkpointer(run_dir, resume)
+    digest = checkpoint.data_digest(split, config.data)
+    if resume is not None and resume.data not in (None, digest):
+        raise GraftError(f"the images in '{config.data}' are not those the run in '{run_dir}' started with (some "
+                         "were added, removed or renamed): put them back as they were, or start a new run")
+    saver = checkpoint.Checkpointer(run_dir, resume, data=digest)
     resume = resume or checkpoint.Resume()
 
     head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
@@ -166,7 +178,7 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     head_done = resume.finished("head")
     if head_done:
         stages.append(_stage_result(head_done))
-        head.set_weights(resume.head_weights)
+        checkpoint.put_back(head, resume.head_weights)
     elif config.epochs and config.feature_cache != "off":
         from graftkit.headstage import cached_head_stage, choose_views
 
@@ -188,7 +200,7 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     fine_tune_done = resume.finished("fine_tune")
     if fine_tune_done:
         stages.append(_stage_result(fine_tune_done))
-        model.set_weights(resume.final_weights)
+        checkpoint.put_back(model, resume.final_weights)
     elif config.fine_tune_epochs and freeze.kind != "all":
         baseline = stages[-1].best_val_loss if stages else float("inf")
         stages.append(fine_tune_stage(model, base.model, train_data, val_data, freeze=freeze,
@@ -239,13 +251,20 @@ def train_config(config: TrainConfig, resume=None) -> Run:
 
 
 def _start_run(run_dir: Path, config_json: str, class_names: list[str]) -> None:
-    """What a run writes before training: its configuration, its classes and the unfinished marker."""
+    """What a run writes before training: its configuration, its classes, then the unfinished marker.
+
+    Paths are made absolute, so that ``--resume`` works from any folder.
+    """
     from graftkit.checkpoint import mark_unfinished
 
-    mark_unfinished(run_dir)
-    config = json.loads(config_json) | {"out": str(run_dir)}
+    config = json.loads(config_json)
+    for name in ("data", "base", "weights"):  # a base or weights name ("imagenet") is not a path here
+        if config.get(name) and Path(config[name]).exists():
+            config[name] = str(Path(config[name]).resolve())
+    config["out"] = str(run_dir.resolve())
     runfiles.atomic_write_json(run_dir / "config.json", config)
     runfiles.atomic_write_json(run_dir / runfiles.CLASSES_FILE, class_names)
+    mark_unfinished(run_dir)
 
 
 def _same_classes(run_dir: Path, class_names: list[str]) -> None:

@@ -12,6 +12,7 @@ The checkpoint is a NumPy ``.npz`` read with ``allow_pickle=False``: resuming ru
 
 from __future__ import annotations
 
+import fcntl
 import json
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -61,12 +62,14 @@ class Resume:
         head_weights: the head's weights after the head stage (fine-tuning's roll-back point).
         final_weights: the whole model's weights once every stage was done.
         current: the stage under way, or None.
+        data: a digest of the training and validation images the run saw (see :func:`data_digest`).
     """
 
     done: list = field(default_factory=list)
     head_weights: list | None = None
     final_weights: list | None = None
     current: StageState | None = None
+    data: str | None = None
 
     def finished(self, stage: str) -> dict | None:
         """The result of ``stage`` when it had finished, else None."""
@@ -96,9 +99,10 @@ class Checkpointer:
         1
     """
 
-    def __init__(self, run_dir: Path, resume: Resume | None = None):
+    def __init__(self, run_dir: Path, resume: Resume | None = None, data: str | None = None):
         self.path = Path(run_dir) / CHECKPOINT_FILE
         self.resume = resume or Resume()
+        self.resume.data = data or self.resume.data
 
     def epoch_done(self, stage: str, epoch: int, history: dict, weights: list, optimizer: list, stopper: dict,
                    best_weights: list | None = None, seeds: list | None = None) -> None:
@@ -121,7 +125,7 @@ class Checkpointer:
         arrays = {}
         for name, values in (("head", resume.head_weights), ("final", resume.final_weights)):
             arrays.update(_numbered(name, values))
-        state = {"format": FORMAT, "done": resume.done, "current": None}
+        state = {"format": FORMAT, "done": resume.done, "current": None, "data": resume.data}
         if resume.current is not None:
             current = resume.current
             state["current"] = {"stage": current.stage, "epoch": current.epoch, "history": current.history,
@@ -149,18 +153,45 @@ def load(run_dir: str | Path) -> Resume | None:
         with np.load(path, allow_pickle=False) as npz:
             state = json.loads(str(npz["state"]))
             arrays = {name: npz[name] for name in npz.files if name != "state"}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise GraftError(f"cannot read the checkpoint '{path}' ({error}): remove it to start the run over") from None
-    if state.get("format") != FORMAT:
-        raise GraftError(f"checkpoint '{path}' is of another graftkit version: remove it to start the run over")
-    current = None
-    if state["current"] is not None:
-        values = state["current"]
-        current = StageState(values["stage"], values["epoch"], values["history"], _listed(arrays, "weights"),
-                             _listed(arrays, "optimizer"), values["stopper"], _listed(arrays, "best"),
-                             _listed(arrays, "seeds"))
-    return Resume(done=state["done"], head_weights=_listed(arrays, "head"), final_weights=_listed(arrays, "final"),
-                  current=current)
+        if state.get("format") != FORMAT:
+            raise GraftError(f"checkpoint '{path}' is of another graftkit version: remove it to start the run over")
+        current = None
+        if state["current"] is not None:
+            values = state["current"]
+            current = StageState(values["stage"], values["epoch"], values["history"], _listed(arrays, "weights"),
+                                 _listed(arrays, "optimizer"), values["stopper"], _listed(arrays, "best"),
+                                 _listed(arrays, "seeds"))
+        return Resume(done=state["done"], head_weights=_listed(arrays, "head"),
+                      final_weights=_listed(arrays, "final"), current=current, data=state.get("data"))
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as error:
+        raise GraftError(f"cannot read the checkpoint '{path}' ({type(error).__name__}: {error}): "
+                         "remove it to start the run over") from None
+
+
+def data_digest(split, root) -> str:
+    """A digest of which images under ``root`` a run trains and validates on, and their labels.
+
+    Paths count relative to ``root``, so the same folder reached by another path gives the same digest.
+    """
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    for part in (split.train, split.val):
+        for path, label in zip(part.paths, part.labels):
+            digest.update(os.fsencode(os.path.relpath(path, root)) + b"\0" + str(int(label)).encode() + b"\n")
+        digest.update(b"--\n")
+    return digest.hexdigest()
+
+
+def put_back(model, weights: list) -> None:
+    """``model.set_weights(weights)`` from a checkpoint, or a one-line error when they do not fit the model."""
+    shapes = [tuple(w.shape) for w in model.weights]
+    if shapes != [tuple(np.shape(w)) for w in weights]:
+        raise GraftError(f"the checkpoint does not fit this model ({len(weights)} weights saved, the model has "
+                         f"{len(shapes)} or other shapes: was the base file changed?): remove checkpoint.npz "
+                         "from the run folder to start the run over")
+    model.set_weights(weights)
 
 
 def seed_states(model) -> list:
@@ -179,17 +210,48 @@ def restore_seeds(model, values: list | None) -> None:
 _STARTED: list[Path] = []  # run folders this process started or resumed
 
 
+_LOCKS: dict[Path, object] = {}  # run folder -> its marker, open and locked while this process trains it
+
+
 def mark_unfinished(run_dir: Path) -> None:
-    """Mark ``run_dir`` as a run under way (removed by :func:`mark_finished`)."""
-    _STARTED.append(Path(run_dir))
-    runfiles.atomic_write_text(Path(run_dir) / UNFINISHED_FILE,
-                               f"This run has not finished. Continue it with: graft train --resume {run_dir}\n")
+    """Mark ``run_dir`` as a run under way, locked to this process (undone by :func:`mark_finished`)."""
+    run_dir = Path(run_dir)
+    _STARTED.append(run_dir)
+    release(run_dir)
+    marker = run_dir / UNFINISHED_FILE
+    runfiles.atomic_write_text(marker, f"This run has not finished. Continue it with: graft train --resume {run_dir}\n")
+    handle = open(marker)
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel when the process dies
+    _LOCKS[run_dir.resolve()] = handle
+
+
+def is_running(run_dir: str | Path) -> bool:
+    """Whether another process is training the run in ``run_dir`` now."""
+    try:
+        handle = open(Path(run_dir) / UNFINISHED_FILE)
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def release(run_dir: Path) -> None:
+    """Give up this process's lock on ``run_dir``, if it holds one."""
+    handle = _LOCKS.pop(Path(run_dir).resolve(), None)
+    if handle is not None:
+        handle.close()
 
 
 def mark_finished(run_dir: Path) -> None:
     """Remove the marker and the checkpoint of a run whose model is written."""
     for name in (UNFINISHED_FILE, CHECKPOINT_FILE):
         (Path(run_dir) / name).unlink(missing_ok=True)
+    release(run_dir)
 
 
 def started_here() -> Path | None:

@@ -42,7 +42,7 @@ def _resume_hint(args) -> str:
     """How to continue a training run that was interrupted, when one was under way."""
     from graftkit import checkpoint
 
-    folder = checkpoint.started_here() if args.run is _train else None
+    folder = (checkpoint.started_here() or getattr(args, "resume", None)) if args.run is _train else None
     if folder and checkpoint.is_unfinished(folder):
         return f": continue with graft train --resume {folder}"
     return ""

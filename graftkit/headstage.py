@@ -254,14 +254,14 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     import keras
     import tensorflow as tf
 
-    from graftkit.checkpoint import restore_seeds, seed_states
+    from graftkit.checkpoint import put_back, restore_seeds, seed_states
     from graftkit.stages import StageResult, Stopper, compile_for
 
     compile_for(head, learning_rate)  # as fit_stage leaves it; the update below is the same Adam, fused
     adam = _FusedAdam(head.trainable_variables, learning_rate)
     first = resume.epoch if resume else 0
     if resume:
-        head.set_weights(resume.weights)
+        put_back(head, resume.weights)
         adam.restore(resume.optimizer)
         restore_seeds(head, resume.seeds)
     trainable = sum(int(keras.ops.size(w)) for w in head.trainable_weights)

@@ -7,7 +7,7 @@ import weakref
 import numpy as np
 
 
-_FORWARDS = weakref.WeakKeyDictionary()  # model -> its compiled forward pass, traced once
+_TRACES = weakref.WeakKeyDictionary()  # model -> its compiled forward pass, traced once
 
 
 def compiled_forward(model, *, input_shape=None):
@@ -27,7 +27,7 @@ def compiled_forward(model, *, input_shape=None):
         >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
         >>> compiled_forward(m)(np.zeros((4, 3), "float32")).shape
         TensorShape([4, 2])
-        >>> compiled_forward(m) is compiled_forward(m)
+        >>> compiled_forward(m).traced is compiled_forward(m).traced  # one trace per model
         True
     """
     import tensorflow as tf
@@ -35,22 +35,25 @@ def compiled_forward(model, *, input_shape=None):
     import keras
 
     is_model = isinstance(model, keras.layers.Layer)
-    if is_model and model in _FORWARDS:
-        return _FORWARDS[model]
-    # The cache holds the model weakly and so must the trace, or no model would ever be freed.
-    owner = weakref.ref(model) if is_model else (lambda: model)
-    shape = input_shape if input_shape is not None else _example_shape(model)
-    signature = None if shape is None else [tf.TensorSpec((None, *shape), tf.float32)]
+    traced = _TRACES.get(model) if is_model else None
+    if traced is None:
+        # The cache holds the model weakly and so must the trace, or no model would ever be freed.
+        owner = weakref.ref(model) if is_model else (lambda: model)
+        shape = input_shape if input_shape is not None else _example_shape(model)
+        signature = None if shape is None else [tf.TensorSpec((None, *shape), tf.float32)]
 
-    @tf.function(input_signature=signature, reduce_retracing=True, autograph=False)  # no Python control flow to
-    def traced(batch):                                                               # convert: a faster trace
-        return owner()(batch, training=False)
+        @tf.function(input_signature=signature, reduce_retracing=True, autograph=False)  # no Python control flow
+        def traced(batch):                                                               # to convert: faster trace
+            return owner()(batch, training=False)
+
+        if is_model:
+            _TRACES[model] = traced
 
     def forward(batch):
         return traced(tf.cast(batch, tf.float32))
 
-    if is_model:
-        _FORWARDS[model] = forward
+    forward.model = model  # what is handed out keeps its model alive for as long as it is used
+    forward.traced = traced
     return forward
 
 

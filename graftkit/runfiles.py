@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -86,18 +87,26 @@ class temporary_beside:
         return False
 
 
+RUN_FILES = (MODEL_FILE, CLASSES_FILE, UNFINISHED_FILE, "checkpoint.npz", "config.json", "history.json",
+             "metrics.json", "curves.png", "confusion.png", "report.html")
+
+
 def remove_leftovers(folder: Path) -> int:
-    """Delete the temporary files a killed process left in ``folder`` (see :class:`temporary_beside`).
+    """Delete the temporary files a killed process left in a run folder (see :class:`temporary_beside`).
+
+    Only ``.NAME.XXXXXXXX.SUFFIX`` files of graftkit's own run files are touched.
 
     Example:
-        >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / ".model.keras.x1y2.keras").write_text("")
-        >>> remove_leftovers(d), list(d.iterdir())
-        (1, [])
+        >>> import tempfile; d = Path(tempfile.mkdtemp())
+        >>> _ = (d / ".model.keras.x1y2z3w4.keras").write_text(""); _ = (d / ".env.local").write_text("")
+        >>> remove_leftovers(d), sorted(p.name for p in d.iterdir())
+        (1, ['.env.local'])
     """
+    names = "|".join(re.escape(name) for name in RUN_FILES)
+    pattern = re.compile(rf"\.({names})\.[a-z0-9_]{{8}}\.[a-z.]+")
     removed = 0
-    for path in Path(folder).glob(".*.*"):
-        target = path.name[1:].rsplit(".", 2)[0]  # ".NAME.RANDOM.SUFFIX" -> NAME
-        if path.is_file() and target and path.name.startswith(f".{target}."):
+    for path in Path(folder).iterdir():
+        if pattern.fullmatch(path.name) and path.is_file():
             path.unlink(missing_ok=True)
             removed += 1
     return removed

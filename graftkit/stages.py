@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import keras
 
 from graftkit import log
-from graftkit.checkpoint import Checkpointer, StageState, restore_seeds, seed_states
+from graftkit.checkpoint import Checkpointer, StageState, put_back, restore_seeds, seed_states
 from graftkit.errors import GraftError
 from graftkit.surgery import FreezeSpec, apply_freeze
 
@@ -119,7 +119,7 @@ def fit_stage(
     history = {key: list(values) for key, values in (resume.history if resume else {}).items()}
     first = resume.epoch if resume else 0
     if resume:
-        model.set_weights(resume.weights)
+        put_back(model, resume.weights)
         restore_optimizer(model.optimizer, model.trainable_variables, resume.optimizer)
         restore_seeds(model, resume.seeds)
     trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)

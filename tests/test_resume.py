@@ -28,10 +28,12 @@ from tests.helpers import tiny_cnn, write_images
 EPOCHS = {"head": 6, "fine_tune": 6}
 
 
-def train_args(root: Path, out: str, fine_tune_epochs: int = EPOCHS["fine_tune"]) -> list[str]:
-    return ["train", str(root / "images"), "--base", str(root / "personal.keras"), "--epochs", str(EPOCHS["head"]),
-            "--fine-tune-epochs", str(fine_tune_epochs), "--patience", "50", "--lr", "0.05", "--batch-size", "8",
-            "--freeze", "last:2", "--out", str(root / out)]
+def train_args(root: Path, out: str, fine_tune_epochs: int = EPOCHS["fine_tune"], patience: int = 50,
+               relative: bool = False, fine_tune_lr: float = 0.005) -> list[str]:
+    where = Path(".") if relative else root
+    return ["train", str(where / "images"), "--base", str(where / "personal.keras"), "--epochs", str(EPOCHS["head"]),
+            "--fine-tune-epochs", str(fine_tune_epochs), "--patience", str(patience), "--lr", "0.05",
+            "--fine-tune-lr", str(fine_tune_lr), "--batch-size", "8", "--freeze", "last:2", "--out", str(where / out)]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +50,10 @@ def setup(tmp_path_factory):
     return root
 
 
-def graft_process(args: list[str], die_at: tuple[str, int, str] | None = None) -> subprocess.Popen:
+def graft_process(args: list[str], die_at: tuple[str, int, str] | None = None, cwd=None) -> subprocess.Popen:
     """``graft ARGS`` in a child process; ``die_at=(stage, epoch, when)`` makes it SIGKILL itself at the
-    checkpoint of that epoch: ``before`` it is written, or ``during`` the write (half a file on disk)."""
+    checkpoint of that epoch: ``before`` it is written, ``during`` the write (half a file on disk) or
+    ``after`` it."""
     hook = ""
     if die_at:
         stage, epoch, when = die_at
@@ -65,13 +68,17 @@ def graft_process(args: list[str], die_at: tuple[str, int, str] | None = None) -
                 if (stage, epoch) == ({stage!r}, {epoch}):
                     if {when!r} == "before":
                         os.kill(os.getpid(), signal.SIGKILL)
-                    np.savez = half_then_die
+                    if {when!r} == "during":
+                        np.savez = half_then_die
                 epoch_done(self, stage, epoch, *args, **kwargs)
+                if (stage, epoch) == ({stage!r}, {epoch}):
+                    os.kill(os.getpid(), signal.SIGKILL)
             checkpoint.Checkpointer.epoch_done = dying
         """)
     code = hook + f"\nimport sys\nfrom graftkit.cli import main\nsys.exit(main({args!r}))\n"
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                                            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}, cwd=cwd)
 
 
 def saved_state(run: Path):
@@ -127,7 +134,8 @@ def test_kill_9_from_outside_during_fine_tuning_then_resume(setup, tmp_path):
     assert resume(run) == 0
     history = histories(run)
     assert len(history["fine_tune"]["val_loss"]) == 40  # every epoch, the first `done` of them from before
-    assert history["head"] == histories(setup / "full")["head"]  # the finished stage is kept as it was
+    for key, values in histories(setup / "full")["head"].items():  # the finished stage is kept as it was
+        np.testing.assert_allclose(history["head"][key], values, rtol=1e-5)
     assert not checkpoint.is_unfinished(run) and (run / "model.keras").is_file()
     assert main(["evaluate", str(run), str(setup / "images"), "--no-report"]) == 0
 
@@ -172,11 +180,17 @@ def test_ctrl_c_says_how_to_resume(setup):
         if (run / checkpoint.CHECKPOINT_FILE).exists() and saved_state(run) is not None:
             break
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    for _ in range(5):  # as a user would press Ctrl-C again: one that lands in a finalizer is ignored by Python
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            pass
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
     assert f"graft: interrupted: continue with graft train --resume {run}" in stderr
-    assert "Traceback" not in stderr
+    assert "KeyboardInterrupt" not in stderr
     assert checkpoint.is_unfinished(run)
 
 
@@ -219,3 +233,62 @@ def test_checkpoint_round_trip(tmp_path):
     np.testing.assert_array_equal(state.current.weights[0], np.arange(3.0))
     assert float(state.current.optimizer[1]) == 5.0 and state.current.stopper["best"] == 0.7
     assert state.describe() == "head stage after epoch 2"
+
+
+def test_early_stopping_state_survives_a_kill(setup):
+    """Patience 1: early stopping ends fine-tuning; killed right after a checkpoint, the resumed run stops
+    where the uninterrupted one did, keeping the same best epoch."""
+    args = lambda out: train_args(setup, out, fine_tune_epochs=12, patience=1, fine_tune_lr=0.5)  # noqa: E731
+    log.set_quiet(True)
+    try:
+        assert main(args("stops")) == 0
+    finally:
+        log.set_quiet(False)
+    full = json.loads((setup / "stops" / "metrics.json").read_text())["stages"]
+    ran = len(histories(setup / "stops")["fine_tune"]["val_loss"])
+    assert ran < 12, "early stopping never fired: the test proves nothing"
+    for epoch in sorted({1, ran - 1, ran}):  # after the first, the one before the stop, and the stop itself
+        run = setup / f"stops-{epoch}"
+        process = graft_process(args(run.name), die_at=("fine_tune", epoch, "after"))
+        process.wait(timeout=240)
+        assert process.returncode == -signal.SIGKILL
+        assert saved_state(run).epoch == epoch
+        assert resume(run) == 0
+        resumed = json.loads((run / "metrics.json").read_text())["stages"]
+        assert len(histories(run)["fine_tune"]["val_loss"]) == ran, epoch
+        assert resumed["fine_tune"]["best_epoch"] == full["fine_tune"]["best_epoch"], epoch
+        assert resumed["fine_tune"]["kept"] == full["fine_tune"]["kept"], epoch
+
+
+def test_resume_from_another_folder_and_refusals(setup, tmp_path, capsys, monkeypatch):
+    """A run started with relative paths resumes from anywhere; a changed data set or a run still
+    going on in another process is refused."""
+    process = graft_process(train_args(setup, "relative", relative=True), die_at=("head", 2, "after"),
+                            cwd=setup)
+    process.wait(timeout=240)
+    run = setup / "relative"
+    assert checkpoint.is_unfinished(run)
+    monkeypatch.chdir(tmp_path)
+
+    locker = subprocess.Popen([sys.executable, "-c", "import sys, time; from graftkit import checkpoint; "
+                               f"checkpoint.mark_unfinished({str(run)!r}); print('locked', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        assert main(["train", "--resume", str(run)]) == 2
+        assert "is still being trained by another process" in capsys.readouterr().err
+    finally:
+        locker.kill()
+        locker.wait()
+
+    extra = setup / "images" / "red" / "red_0.png"
+    moved = extra.with_name("red_0.moved")
+    extra.rename(moved)
+    try:
+        assert main(["train", "--resume", str(run)]) == 2
+        assert "are not those the run" in capsys.readouterr().err
+    finally:
+        moved.rename(extra)
+    assert resume(run) == 0
+    assert_finished_like(run, setup / "full")
