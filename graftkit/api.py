@@ -257,10 +257,14 @@ def _start_run(run_dir: Path, config_json: str, class_names: list[str]) -> None:
     """
     from graftkit.checkpoint import mark_unfinished
 
+    from graftkit.bases.loader import is_model_file
+
     config = json.loads(config_json)
-    for name in ("data", "base", "weights"):  # a base or weights name ("imagenet") is not a path here
-        if config.get(name) and Path(config[name]).exists():
-            config[name] = str(Path(config[name]).resolve())
+    config["data"] = str(Path(config["data"]).resolve())
+    if config.get("base") and is_model_file(config["base"]):  # not a registered name
+        config["base"] = str(Path(config["base"]).resolve())
+    if config.get("weights") and Path(config["weights"]).is_file():  # not "imagenet" or "none"
+        config["weights"] = str(Path(config["weights"]).resolve())
     config["out"] = str(run_dir.resolve())
     runfiles.atomic_write_json(run_dir / "config.json", config)
     runfiles.atomic_write_json(run_dir / runfiles.CLASSES_FILE, class_names)
