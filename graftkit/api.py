@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from graftkit import log, runfiles
@@ -133,7 +133,7 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     import keras
 
     keras.utils.set_random_seed(config.seed)  # the same seed gives the same run
-    as_given = config.to_json()  # what a resume starts from: before the base fills in its defaults
+    as_given = asdict(config)  # what a resume starts from: before the base fills in its defaults
     started = time.perf_counter()
     split = load_split(config.data, val_split=config.val_split, seed=config.seed, strict=config.strict)
     log.info(f"data: {len(split.train)} training and {len(split.val)} validation images, "
@@ -250,16 +250,14 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     return run
 
 
-def _start_run(run_dir: Path, config_json: str, class_names: list[str]) -> None:
+def _start_run(run_dir: Path, config: dict, class_names: list[str]) -> None:
     """What a run writes before training: its configuration, its classes, then the unfinished marker.
 
     Paths are made absolute, so that ``--resume`` works from any folder.
     """
+    from graftkit.bases.loader import is_model_file
     from graftkit.checkpoint import mark_unfinished
 
-    from graftkit.bases.loader import is_model_file
-
-    config = json.loads(config_json)
     config["data"] = str(Path(config["data"]).resolve())
     if config.get("base") and is_model_file(config["base"]):  # not a registered name
         config["base"] = str(Path(config["base"]).resolve())
@@ -301,6 +299,7 @@ def _tensorboard(config: TrainConfig, run_dir: Path):
 
 def write_run(run: Run) -> None:
     """Write a run's files; the model last, so a folder with ``model.keras`` is always complete."""
+    from graftkit.checkpoint import mark_finished
     from graftkit.plots import plot_confusion, plot_curves
 
     folder = run.run_dir
@@ -314,6 +313,4 @@ def write_run(run: Run) -> None:
 
     write_run_report(folder, metrics=run.metrics, config=json.loads(run.config.to_json()), mistakes=run.mistakes)
     runfiles.atomic_save_model(run.model, folder / runfiles.MODEL_FILE)
-    from graftkit.checkpoint import mark_finished
-
     mark_finished(folder)

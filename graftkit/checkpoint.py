@@ -110,6 +110,14 @@ class Checkpointer:
         self.resume.current = StageState(stage, epoch, history, weights, optimizer, stopper, best_weights, seeds)
         self._write()
 
+    def record(self, stage: str, epoch: int, history: dict, model, optimizer_slots, stopper) -> None:
+        """Record, after ``epoch``, what ``model``, its optimizer (its slot variables) and ``stopper`` hold.
+
+        ``stopper`` is a :class:`graftkit.stages.Stopper`; :func:`restore_training` puts it all back.
+        """
+        self.epoch_done(stage, epoch, history, model.get_weights(), [v.numpy() for v in optimizer_slots],
+                        stopper.state(), stopper.best_weights, [v.numpy() for v in _seed_states(model)])
+
     def stage_done(self, result, *, head_weights: list | None = None, final_weights: list | None = None) -> None:
         """Record a finished stage (a :class:`graftkit.stages.StageResult`) and the weights it left."""
         self.resume.done = [r for r in self.resume.done if r["name"] != result.name] + [asdict(result)]
@@ -184,32 +192,39 @@ def data_digest(split, root) -> str:
     return digest.hexdigest()
 
 
+def restore_training(state: StageState, model, optimizer_slots) -> None:
+    """Put back what :meth:`Checkpointer.record` took from ``model`` and its optimizer's slot variables."""
+    put_back(model, state.weights)
+    if len(optimizer_slots) != len(state.optimizer):
+        raise _does_not_fit(f"{len(state.optimizer)} optimizer variables saved, the optimizer has "
+                            f"{len(optimizer_slots)}")
+    for variable, value in zip(optimizer_slots, state.optimizer):
+        variable.assign(value)
+    seeds = _seed_states(model)
+    if state.seeds is not None and len(state.seeds) == len(seeds):
+        for variable, value in zip(seeds, state.seeds):
+            variable.assign(value)
+
+
 def put_back(model, weights: list) -> None:
     """``model.set_weights(weights)`` from a checkpoint, or a one-line error when they do not fit the model."""
     shapes = [tuple(w.shape) for w in model.weights]
     if shapes != [tuple(np.shape(w)) for w in weights]:
-        raise GraftError(f"the checkpoint does not fit this model ({len(weights)} weights saved, the model has "
-                         f"{len(shapes)} or other shapes: was the base file changed?): remove checkpoint.npz "
-                         "from the run folder to start the run over")
+        raise _does_not_fit(f"{len(weights)} weights saved, the model has {len(shapes)} or other shapes")
     model.set_weights(weights)
 
 
-def seed_states(model) -> list:
+def _does_not_fit(detail: str) -> GraftError:
+    return GraftError(f"the checkpoint does not fit this model ({detail}: was the base file changed?): "
+                      "remove checkpoint.npz from the run folder to start the run over")
+
+
+def _seed_states(model) -> list:
     """The state variables of ``model``'s random seed generators (dropout's, for one), which weights leave out."""
     return [v for v in model.variables if "seed_generator" in v.path]
 
 
-def restore_seeds(model, values: list | None) -> None:
-    """Put back what :func:`seed_states` held when a checkpoint was written."""
-    states = seed_states(model)
-    if values is not None and len(values) == len(states):
-        for variable, value in zip(states, values):
-            variable.assign(value)
-
-
 _STARTED: list[Path] = []  # run folders this process started or resumed
-
-
 _LOCKS: dict[Path, object] = {}  # run folder -> its marker, open and locked while this process trains it
 
 
@@ -267,7 +282,8 @@ def is_unfinished(run_dir: str | Path) -> bool:
 def _numbered(name: str, values: list | None) -> dict:
     if values is None:
         return {}
-    return {f"{name}_{i}": np.asarray(value) for i, value in enumerate(values)} | {f"{name}_count": np.array(len(values))}
+    arrays = {f"{name}_{i}": np.asarray(value) for i, value in enumerate(values)}
+    return arrays | {f"{name}_count": np.array(len(values))}
 
 
 def _listed(arrays: dict, name: str) -> list | None:

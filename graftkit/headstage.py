@@ -166,20 +166,10 @@ class _FusedAdam:
                 beta2=tf.constant(beta_2, dtype), epsilon=tf.constant(epsilon, dtype),
                 grad=tf.convert_to_tensor(gradient, dtype))
 
-    def state(self) -> list:
-        """The moments and the step count, for a checkpoint."""
-        return [v.numpy() for v in (*self.m, *self.v, self.step)]
-
-    def restore(self, values: list) -> None:
-        """Put back what :meth:`state` returned."""
-        from graftkit.errors import GraftError
-
-        slots = (*self.m, *self.v, self.step)
-        if len(values) != len(slots):
-            raise GraftError("the checkpoint does not match this model (another base or head?): "
-                             "remove checkpoint.npz from the run folder to start the run over")
-        for slot, value in zip(slots, values):
-            slot.assign(value)
+    @property
+    def slots(self) -> tuple:
+        """The optimizer's own variables, the moments and the step count (what a checkpoint keeps)."""
+        return (*self.m, *self.v, self.step)
 
 
 def after_pooling(head) -> tuple[str | None, object]:
@@ -254,16 +244,14 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     import keras
     import tensorflow as tf
 
-    from graftkit.checkpoint import put_back, restore_seeds, seed_states
+    from graftkit.checkpoint import restore_training
     from graftkit.stages import StageResult, Stopper, compile_for
 
     compile_for(head, learning_rate)  # as fit_stage leaves it; the update below is the same Adam, fused
     adam = _FusedAdam(head.trainable_variables, learning_rate)
     first = resume.epoch if resume else 0
     if resume:
-        put_back(head, resume.weights)
-        adam.restore(resume.optimizer)
-        restore_seeds(head, resume.seeds)
+        restore_training(resume, head, adam.slots)
     trainable = sum(int(keras.ops.size(w)) for w in head.trainable_weights)
     log.info(f"{name} stage: up to {epochs} epochs at learning rate {learning_rate:g}, "
              f"{trainable:,} trainable parameters" + (f", resumed after epoch {first}" if resume else ""))
@@ -330,8 +318,7 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
                  f"val_loss {val_loss:.4f}, val_accuracy {val_accuracy:.4f}")
         stopper.on_epoch_end(epoch, logs)
         if checkpoint is not None:
-            checkpoint.epoch_done(name, epoch + 1, history, head.get_weights(), adam.state(), stopper.state(),
-                                  stopper.best_weights, [v.numpy() for v in seed_states(head)])
+            checkpoint.record(name, epoch + 1, history, head, adam.slots, stopper)
         if head.stop_training:
             break
     stopper.on_train_end()

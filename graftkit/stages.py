@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 import keras
 
 from graftkit import log
-from graftkit.checkpoint import Checkpointer, StageState, put_back, restore_seeds, seed_states
-from graftkit.errors import GraftError
+from graftkit.checkpoint import Checkpointer, StageState, restore_training
 from graftkit.surgery import FreezeSpec, apply_freeze
 
 
@@ -119,9 +118,8 @@ def fit_stage(
     history = {key: list(values) for key, values in (resume.history if resume else {}).items()}
     first = resume.epoch if resume else 0
     if resume:
-        put_back(model, resume.weights)
-        restore_optimizer(model.optimizer, model.trainable_variables, resume.optimizer)
-        restore_seeds(model, resume.seeds)
+        model.optimizer.build(model.trainable_variables)  # its variables exist now, to be put back
+        restore_training(resume, model, model.optimizer.variables)
     trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
     log.info(f"{name} stage: up to {epochs} epochs at learning rate {learning_rate:g}, "
              f"{trainable:,} trainable parameters" + (f", resumed after epoch {first}" if resume else ""))
@@ -157,19 +155,8 @@ class _Recorder(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         if self.checkpoint is not None:
-            self.checkpoint.epoch_done(self.name, epoch + 1, self.history, self.model.get_weights(),
-                                       [v.numpy() for v in self.model.optimizer.variables], self.stopper.state(),
-                                       self.stopper.best_weights, [v.numpy() for v in seed_states(self.model)])
-
-
-def restore_optimizer(optimizer, variables, values: list) -> None:
-    """Build ``optimizer`` for ``variables`` and put back the state saved from it in a checkpoint."""
-    optimizer.build(variables)
-    if len(optimizer.variables) != len(values):
-        raise GraftError("the checkpoint does not match this model (another base or head?): "
-                         "remove checkpoint.npz from the run folder to start the run over")
-    for variable, value in zip(optimizer.variables, values):
-        variable.assign(value)
+            self.checkpoint.record(self.name, epoch + 1, self.history, self.model, self.model.optimizer.variables,
+                                   self.stopper)
 
 
 def fine_tune_stage(
