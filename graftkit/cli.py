@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from graftkit.config import DEFAULT_BASE, FALLBACK_BASE
 from graftkit.errors import GraftError
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     import_tensorflow_quietly()
 
     log.set_quiet(getattr(args, "quiet", False))
+    # Pillow warns of damaged metadata in files it still reads ("Corrupt EXIF data", "Tag data
+    # larger than file"); graftkit names each file it cannot read, so these are noise here.
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")  # a file name that is not UTF-8 prints as its own bytes
     try:

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from graftkit import log
 from graftkit.errors import GraftError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 _EXTENSIONS_TEXT = " ".join(IMAGE_EXTENSIONS)
 # Windows marks these hidden by attribute, not by name, so their owners never see them to move them.
 _OS_FILES = {"thumbs.db", "desktop.ini"}
@@ -316,6 +316,7 @@ def _scan(paths: list[str], *, strict: bool, digests: bool = True, any_name: boo
     good, skipped, hashes = [], [], {}
     with warnings.catch_warnings():  # Pillow only warns between 1x and 2x its pixel limit: refuse those too
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")  # damaged metadata: checked here
         for path in paths:
             try:
                 hashes[path] = _check_file(path, digest=digests, any_name=any_name)
@@ -444,8 +445,9 @@ def _image_set(classes: dict[str, list[str]], names: list[str]) -> ImageSet:
 def read_image(path, size: int) -> np.ndarray:
     """Read one image file as RGB pixels squashed to ``size`` x ``size``.
 
-    EXIF rotation is applied (a damaged EXIF block is ignored), a GIF gives its first
-    frame, transparency is laid on white, and 16-bit images are scaled down to 8 bits.
+    EXIF rotation is applied (a damaged EXIF block is ignored), a GIF, WebP or TIFF with
+    several frames gives its first, transparency is laid on white, 16-bit images (a
+    microscope's TIFF) are scaled down to 8 bits, and a float image of 0..1 up to 0..255.
     Images over :data:`MAX_PIXELS` are refused before they are decoded.
 
     Args:
@@ -491,9 +493,12 @@ def _upright(img: Image.Image) -> Image.Image:
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        pixels = np.asarray(img, dtype=np.float32)
-        if img.mode.startswith("I;16") or pixels.max() > 255:  # 32-bit "I" and "F" say nothing of range
+        pixels = np.nan_to_num(np.asarray(img, dtype=np.float32))
+        top = pixels.max(initial=0)
+        if img.mode.startswith("I;16") or top > 255:  # 32-bit "I" and "F" say nothing of range
             pixels = pixels / 257  # scaled, not clipped: 65535 -> 255
+        elif img.mode == "F" and top <= 1:  # a float image of 0..1 (a microscope or scientific export)
+            pixels = pixels * 255
         img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
         img = img.convert("RGBA")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -262,6 +264,33 @@ def test_read_image_scales_16_bit_down(tmp_path):
     with Image.open(path) as img:
         assert img.mode.startswith("I")
     assert np.all(read_image(path, 4) == 40000 // 257)
+
+
+def test_read_image_reads_microscope_tiffs(tmp_path):
+    # 16-bit grey, a float image of 0..1, and an 8-bit RGB stack of two pages (the first is read).
+    deep = tmp_path / "deep.tif"
+    Image.fromarray(np.full((8, 8), 51400, np.uint16)).save(deep)
+    floats = tmp_path / "floats.tiff"
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(floats)
+    stack = tmp_path / "stack.tif"
+    Image.new("RGB", (8, 8), RED).save(stack, save_all=True, append_images=[Image.new("RGB", (8, 8), BLUE)])
+    with Image.open(deep) as a, Image.open(floats) as b, Image.open(stack) as c:
+        assert (a.mode, b.mode, c.n_frames) == ("I;16", "F", 2)
+    assert np.all(read_image(deep, 4) == 200)
+    assert np.all(read_image(floats, 4) == 127)
+    assert np.abs(read_image(stack, 4).astype(int) - RED).max() <= 3
+
+
+def test_tiff_and_webp_folders_train_like_jpeg_ones(tmp_path):
+    for name, color, grey in (("a", RED, 60000), ("b", BLUE, 3000)):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("RGB", (12, 12), color).save(tmp_path / name / f"{i}.webp")
+            Image.fromarray(np.full((12, 12), grey, np.uint16)).save(tmp_path / name / f"{i}.TIF")
+    split = load_split(tmp_path)
+    assert split.skipped == [] and len(split.train) + len(split.val) == 12
+    assert {os.path.splitext(p)[1] for p in split.train.paths} == {".TIF", ".webp"}
+    assert list_images([str(tmp_path)]) == sorted(str(p) for p in tmp_path.rglob("*.*"))
 
 
 def test_read_image_applies_exif_rotation(tmp_path):

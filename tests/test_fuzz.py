@@ -57,6 +57,12 @@ def _seeds() -> list[tuple[str, bytes]]:
         (".gif", _encoded(rgb.convert("P"), "GIF")),
         (".bmp", _encoded(rgb, "BMP")),
         (".bmp", _encoded(rgb.convert("1"), "BMP")),
+        (".tif", _encoded(rgb, "TIFF")),
+        (".tif", _encoded(rgb, "TIFF", compression="tiff_lzw")),
+        (".tiff", _encoded(Image.fromarray(rng.integers(0, 65536, (8, 8), dtype=np.uint16)), "TIFF")),
+        (".tiff", _encoded(Image.fromarray(rng.random((8, 8), dtype=np.float32)), "TIFF")),
+        (".webp", _encoded(rgb, "WEBP", quality=80)),
+        (".webp", _encoded(rgb.convert("RGBA"), "WEBP", lossless=True)),
     ]
     photos = sorted((shared_dir() / "data" / "hymenoptera" / "train" / "bees").glob("*.jpg"))[:2]
     seeds += [(".jpg", path.read_bytes()) for path in photos]
@@ -161,7 +167,21 @@ def _bombs() -> dict[str, bytes]:
     sof = jpeg.index(b"\xff\xc0")
     jpeg[sof + 5:sof + 9] = struct.pack(">HH", 30000, 30000)
     return {"bomb.png": _png_header(30000, 30000), "bomb10k.png": _png_header(10000, 10000),
-            "bomb.gif": bytes(gif), "bomb.bmp": bytes(bmp), "bomb.jpg": bytes(jpeg)}
+            "bomb.gif": bytes(gif), "bomb.bmp": bytes(bmp), "bomb.jpg": bytes(jpeg),
+            "bomb.tif": _tiff_claiming(small, 30000, 30000)}
+
+
+def _tiff_claiming(image, width: int, height: int) -> bytes:
+    """``image`` as a little-endian TIFF whose ImageWidth and ImageLength tags say ``width`` x ``height``."""
+    tiff = bytearray(_encoded(image, "TIFF"))
+    assert tiff[:2] == b"II"
+    (ifd,) = struct.unpack_from("<I", tiff, 4)
+    (count,) = struct.unpack_from("<H", tiff, ifd)
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag = struct.unpack_from("<H", tiff, entry)[0]
+        if tag in (256, 257):  # as a LONG, so any size fits
+            struct.pack_into("<HHII", tiff, entry, tag, 4, 1, width if tag == 256 else height)
+    return bytes(tiff)
 
 
 _BOMB_PROBE = """
