@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import warnings
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     # Pillow warns of damaged metadata in files it still reads ("Corrupt EXIF data", "Tag data
     # larger than file"); graftkit names each file it cannot read, so these are noise here.
     warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+    logging.getLogger("tensorflow").addFilter(_not_retracing)  # once: the same function is not added twice
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")  # a file name that is not UTF-8 prints as its own bytes
     try:
@@ -40,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("graft: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130
+
+
+def _not_retracing(record) -> bool:
+    """Drop TensorFlow's "retracing" warning: one compiled forward pass per model is by design, and
+    comparing several bases (``graft advise``) traces the same code once for each."""
+    return "triggered tf.function retracing" not in record.getMessage()
 
 
 def _resume_hint(args) -> str:
@@ -172,6 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--cut", help="show this cut instead of the automatic one")
     inspect.add_argument("--trust-model", action="store_true")
     inspect.set_defaults(run=_inspect)
+
+    advise = commands.add_parser("advise", help="compare bases on your data and recommend a base and a freeze spec",
+                                 description="Probe each base on a sample of your images (a cross-validated "
+                                             "logistic regression on its frozen features, timed), then print the "
+                                             "graft train command that fits: the base, and how much of it to "
+                                             "fine-tune for the number of images you have.")
+    advise.add_argument("data", help="folder with one subfolder per class (or train/ and val/ folders of them)")
+    advise.add_argument("--bases", nargs="+", metavar="BASE",
+                        help="base names or model files to compare (default: every named base ready offline)")
+    advise.add_argument("--image-size", type=int, help="input size for every base (default: each base's own)")
+    advise.add_argument("--per-class", type=int, default=60,
+                        help="most images per class to probe on (default 60)")
+    advise.add_argument("--seed", type=int, default=0)
+    advise.add_argument("--trust-model", action="store_true")
+    advise.add_argument("--json", action="store_true", help="print the advice as JSON")
+    advise.add_argument("--quiet", action="store_true")
+    advise.set_defaults(run=_advise)
 
     bases = commands.add_parser("bases", help="list the named bases and whether each is ready offline")
     bases.add_argument("--names", action="store_true", help="names only")
@@ -331,6 +356,37 @@ def _bases(args) -> int:
         print(f"{spec.name:<{width}}  {spec.default_size:>4}  {spec.preprocessing:<10}  {ready:<7}  {spec.description}")
     print("\nready: ImageNet weights found on this machine ($GRAFT_WEIGHTS_DIR, ~/.keras/models or a package); "
           "others download on first use")
+    return 0
+
+
+_WELL_KNOWN = ("resnet50", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_large", "xception", "densenet121")
+
+
+def _advise(args) -> int:
+    from graftkit.advise import advise
+
+    if args.image_size is not None and args.image_size < 32:
+        raise GraftError(f"--image-size {args.image_size} is out of range: use 32 or more")
+    advice = advise(args.data, args.bases, image_size=args.image_size, per_class=args.per_class, seed=args.seed,
+                    trust_model=args.trust_model)
+    if args.json:
+        print(json.dumps(advice.to_dict(), indent=2))
+        return 0
+    probed = [c for c in advice.candidates if c.accuracy is not None]
+    width = max(len("base"), *(len(c.base) for c in probed))
+    print(f"{'base':<{width}}  {'size':>4}  {'probe accuracy':>14}  {'images/s':>8}  {'parameters':>10}")
+    for c in probed:
+        print(f"{c.base:<{width}}  {c.image_size:>4}  {c.accuracy:>7.3f} +- {c.spread:.3f}  "
+              f"{c.images_per_second:>8.0f}  {c.parameters / 1e6:>9.2f}M")
+    skipped = [c.base for c in advice.candidates if c.accuracy is None]
+    if skipped:
+        known = [name for name in _WELL_KNOWN if name in skipped] or skipped
+        print(f"\nnot probed, their ImageNet weights are not on this machine: {len(skipped)} more named bases, "
+              f"e.g. {', '.join(known[:5])} (graft bases lists them; --bases NAME ... downloads and probes them)")
+    print(f"\nprobe: {advice.probed_images} images, {advice.folds}-fold cross-validated logistic regression on "
+          "the frozen base's pooled features")
+    print("advice:\n" + "\n".join(f"  - {reason}" for reason in advice.reasons))
+    print(f"\n{advice.command}")
     return 0
 
 

