@@ -82,7 +82,7 @@ class Advice:
         return asdict(self)
 
 
-def advise(data, bases=None, *, image_size: int | None = None, per_class: int = 60, seed: int = 0,
+def advise(data, bases=None, *, image_size: int | None = None, per_class: int = 150, seed: int = 0,
            trust_model: bool = False) -> Advice:
     """Probe candidate bases on a sample of ``data`` and recommend a base and a freeze spec.
 
@@ -257,7 +257,7 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, se
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000))
     scores = cross_val_score(probe, features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     return float(np.mean(scores)), float(np.std(scores))
 
