@@ -188,13 +188,23 @@ def choose_freeze(train_per_class: dict, probe_accuracy: float) -> tuple[str, li
 
 def _sample(split, per_class: int, seed: int) -> tuple[list[str], np.ndarray]:
     """At most ``per_class`` images of each class, from training and validation images together."""
-    paths = np.array(list(split.train.paths) + list(split.val.paths), dtype=object)
+    paths = list(split.train.paths) + list(split.val.paths)
     labels = np.concatenate([split.train.labels, split.val.labels]).astype(np.int64)
+    keep = stratified_sample(labels, per_class, seed)
+    return [str(paths[i]) for i in keep], labels[keep]
+
+
+def stratified_sample(labels, per_class: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``per_class`` examples of each label, drawn at random with ``seed``.
+
+    Example:
+        >>> stratified_sample(np.array([0, 0, 0, 1, 1, 2]), 2).tolist()
+        [0, 2, 3, 4, 5]
+    """
+    labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
-                           for c in range(len(split.class_names))])
-    keep.sort()
-    return [str(p) for p in paths[keep]], labels[keep]
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                                   for c in np.unique(labels)]))
 
 
 def _candidates(bases) -> tuple[list[str], list[tuple[str, str]]]:
@@ -244,8 +254,13 @@ def _speed(base, pool) -> float:
     return 2 * len(batch) / (time.perf_counter() - start)
 
 
-def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0) -> tuple[float, float]:
+def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0,
+                 c: float = 0.01) -> tuple[float, float]:
     """Mean and spread of a logistic regression's accuracy on ``features``, by stratified k-fold cross-validation.
+
+    The features are standardized and the regression's L2 penalty is strong (``c``, the
+    inverse of its strength, 0.01): samples are small next to 1,000-odd feature dimensions.
+    ``bench/probe_study.py`` compares C = 0.01, 0.1 and 1.
 
     Example:
         >>> x = np.concatenate([np.zeros((10, 3)), np.ones((10, 3))]) + np.random.default_rng(0).normal(0, .1, (20, 3))
@@ -257,7 +272,7 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, se
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
     scores = cross_val_score(probe, features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     return float(np.mean(scores)), float(np.std(scores))
 
