@@ -37,7 +37,7 @@ def main() -> None:
     import numpy as np
 
     from graftkit import features, log
-    from graftkit.advise import linear_probe, stratified_sample
+    from graftkit.advice import linear_probe, stratified_sample
     from graftkit.bases.loader import load_base
     from graftkit.data import load_split
     from graftkit.settings import shared_dir

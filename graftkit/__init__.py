@@ -9,7 +9,7 @@ from graftkit.settings import quiet_tensorflow
 
 quiet_tensorflow()
 
-from graftkit.advise import advise  # noqa: E402  (TensorFlow options must be set first)
+from graftkit.advice import advise  # noqa: E402  (TensorFlow options must be set first)
 from graftkit.api import Run, resume, train  # noqa: E402
 from graftkit.errors import GraftError  # noqa: E402
 

@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     # Pillow warns of damaged metadata in files it still reads ("Corrupt EXIF data", "Tag data
     # larger than file"); graftkit names each file it cannot read, so these are noise here.
     warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-    logging.getLogger("tensorflow").addFilter(_not_retracing)  # once: the same function is not added twice
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")  # a file name that is not UTF-8 prints as its own bytes
     try:
@@ -363,10 +362,11 @@ _WELL_KNOWN = ("resnet50", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_larg
 
 
 def _advise(args) -> int:
-    from graftkit.advise import advise
+    from graftkit.advice import LARGER, NOT_HERE, advise
 
     if args.image_size is not None and args.image_size < 32:
         raise GraftError(f"--image-size {args.image_size} is out of range: use 32 or more")
+    logging.getLogger("tensorflow").addFilter(_not_retracing)  # once: the same function is not added twice
     advice = advise(args.data, args.bases, image_size=args.image_size, per_class=args.per_class, seed=args.seed,
                     trust_model=args.trust_model)
     if args.json:
@@ -374,15 +374,21 @@ def _advise(args) -> int:
         return 0
     probed = [c for c in advice.candidates if c.accuracy is not None]
     width = max(len("base"), *(len(c.base) for c in probed))
-    print(f"{'base':<{width}}  {'size':>4}  {'probe accuracy':>14}  {'images/s':>8}  {'parameters':>10}")
+    print(f"{'base':<{width}}  {'size':>4}  {'probe accuracy':>16}  {'images/s':>8}  {'parameters':>10}")
     for c in probed:
         print(f"{c.base:<{width}}  {c.image_size:>4}  {c.accuracy:>7.3f} +- {c.spread:.3f}  "
               f"{c.images_per_second:>8.0f}  {c.parameters / 1e6:>9.2f}M")
-    skipped = [c.base for c in advice.candidates if c.accuracy is None]
-    if skipped:
-        known = [name for name in _WELL_KNOWN if name in skipped] or skipped
-        print(f"\nnot probed, their ImageNet weights are not on this machine: {len(skipped)} more named bases, "
-              f"e.g. {', '.join(known[:5])} (graft bases lists them; --bases NAME ... downloads and probes them)")
+    print()
+    for c in advice.candidates:
+        if c.accuracy is None and c.note not in (NOT_HERE, LARGER):
+            print(f"not probed: {c.base}: {c.note}")
+    for note, what in ((NOT_HERE, "their ImageNet weights are not on this machine"),
+                       (LARGER, "larger bases, probed only when named")):
+        names = [c.base for c in advice.candidates if c.accuracy is None and c.note == note]
+        if names:
+            examples = [name for name in _WELL_KNOWN if name in names] + [n for n in names if n not in _WELL_KNOWN]
+            print(f"not probed, {what}: {len(names)} named bases, e.g. {', '.join(examples[:5])} "
+                  "(graft bases lists them; --bases NAME ... probes them, downloading their weights)")
     print(f"\nprobe: {advice.probed_images} images, {advice.folds}-fold cross-validated logistic regression on "
           "the frozen base's pooled features")
     print("advice:\n" + "\n".join(f"  - {reason}" for reason in advice.reasons))

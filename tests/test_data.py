@@ -281,7 +281,7 @@ def test_read_image_reads_microscope_tiffs(tmp_path):
     assert np.abs(read_image(stack, 4).astype(int) - RED).max() <= 3
 
 
-def test_tiff_and_webp_folders_train_like_jpeg_ones(tmp_path):
+def test_tiff_and_webp_folders_load_like_jpeg_ones(tmp_path):
     for name, color, grey in (("a", RED, 60000), ("b", BLUE, 3000)):
         (tmp_path / name).mkdir()
         for i in range(3):

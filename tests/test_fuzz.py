@@ -229,5 +229,6 @@ def test_decompression_bombs_never_allocate(tmp_path):
     for name in _bombs():
         assert report["outcomes"][name] != "read" and "\n" not in report["outcomes"][name]
         assert report["outcomes"][name + " check"] != "kept"
+    assert "limit" in report["outcomes"]["bomb.tif"], report  # refused for its size, not for another fault
     assert report["images_made"] == 0, report  # refused from the header: Pillow never allocated pixels
     assert report["grew_mb"] < 64, report

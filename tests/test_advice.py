@@ -1,4 +1,4 @@
-"""graftkit.advise: the linear probe, the rules that turn it into advice, and `graft advise`."""
+"""graftkit.advice: the linear probe, the rules that turn it into advice, and `graft advise`."""
 
 import json
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from graftkit import features
-from graftkit.advise import Candidate, _candidates, advise, choose_base, choose_freeze, linear_probe
+from graftkit.advice import (LARGER, NOT_HERE, Candidate, _candidates, advise, choose_base, choose_freeze,
+                             linear_probe)
 from graftkit.bases.loader import load_base
 from graftkit.errors import GraftError
 from tests.helpers import tiny_cnn, write_images
@@ -36,6 +37,8 @@ def test_choose_base_prefers_the_faster_of_bases_within_noise():
     better = Candidate("better", accuracy=0.97, spread=0.01, images_per_second=40)
     chosen, reason = choose_base([big, small, better])
     assert chosen is better and "the best of the bases probed" in reason
+    barely_faster = Candidate("barely", accuracy=0.91, spread=0.02, images_per_second=48)  # 1.2x: speeds are rough
+    assert choose_base([big, barely_faster])[0] is big
 
 
 def test_linear_probe_scores_separable_features_high_and_noise_near_chance():
@@ -63,7 +66,7 @@ def test_advise_compares_model_files_and_leaves_their_features_in_the_cache(tmp_
     assert advice.base in (str(first), str(second))
     assert advice.train_per_class == {"blue": 10, "green": 10, "red": 10}  # 12 each, a fifth for validation
     assert advice.freeze == "all"  # 10 images a class: too few to fine-tune, whatever the probe says
-    assert advice.command == f"graft train {data} --base {advice.base} --freeze all"
+    assert advice.command == f"graft train {data} --base {advice.base} --freeze all --seed 1"
     json.dumps(advice.to_dict())
     # graft train with that base then finds the sampled images' features cached.
     base = load_base(advice.base)
@@ -78,7 +81,7 @@ def test_default_candidates_are_the_bases_ready_offline(monkeypatch):
 
     ready, missing = _candidates(None)
     assert "efficientnet_lite0" in ready  # its weights come with a pip package
-    assert ("resnet50", "weights not on this machine: --bases NAME downloads them") in missing
+    assert ("resnet50", NOT_HERE) in missing and ("vgg16", LARGER) in missing and ("efficientnet_b7", LARGER) in missing
     assert _candidates(["a", "b", "a"]) == (["a", "b"], [])
     monkeypatch.setattr(weights, "is_ready_offline", lambda spec: False)
     with pytest.raises(GraftError, match="--bases"):
@@ -95,6 +98,17 @@ def test_graft_advise_prints_a_table_and_the_command(tmp_path, capsys):
     assert out.strip().splitlines()[-1] == f"graft train {data} --base {model} --freeze all"
     code, out, _ = run_cli(capsys, "advise", data, "--bases", model, "--json", "--quiet")
     assert code == 0 and json.loads(out)["freeze"] == "all"
+
+
+def test_a_base_that_fails_is_left_out_with_its_reason(tmp_path):
+    data = write_images(tmp_path / "my images", {"red": 6, "blue": 6})
+    model = tiny_cnn(tmp_path / "mine.keras", classes=2)
+    advice = advise(data, ["resnet5", str(model), str(tmp_path / "gone.h5")], seed=2, trust_model=True)
+    assert [c.base for c in advice.candidates] == [str(model), "resnet5", str(tmp_path / "gone.h5")]
+    assert "unknown base 'resnet5'" in advice.candidates[1].note and "does not exist" in advice.candidates[2].note
+    assert advice.command == f"graft train '{data}' --base {model} --freeze all --seed 2 --trust-model"
+    with pytest.raises(GraftError, match="no base could be probed: unknown base 'resnet5'"):
+        advise(data, ["resnet5"])
 
 
 @pytest.mark.parametrize("args, needles", [

