@@ -21,7 +21,7 @@ from graftkit.errors import GraftError
 
 # Linear-probe accuracy at or above which the frozen features already separate the classes.
 SEPARABLE = 0.98
-# Smallest class's training images below which fine-tuning base layers overfits more than it adapts.
+# Training images per class (the median) below which fine-tuning base layers overfits more than it adapts.
 FEW_IMAGES = 30
 # ... below which only the top few layers are worth unfreezing; at or above MANY, with a weak probe,
 # half the base.
@@ -178,28 +178,29 @@ def choose_freeze(train_per_class: dict, probe_accuracy: float) -> tuple[str, li
     transferable are features in deep neural networks?", 2014): with few images per class,
     or features that already separate the classes, keep the base frozen; the more images,
     and the further the data from ImageNet (a weak probe), the more of the base to adapt.
+    "Images per class" is the median over the classes: the base's layers learn from every
+    class, so one rare class (which class weights look after) does not freeze the whole base.
 
     Example:
-        >>> choose_freeze({"a": 20, "b": 25}, 0.9)[0], choose_freeze({"a": 500, "b": 800}, 0.9)[0]
+        >>> choose_freeze({"a": 20, "b": 25, "c": 900}, 0.9)[0], choose_freeze({"a": 50, "b": 500, "c": 800}, 0.9)[0]
         ('all', 'last:30%')
         >>> choose_freeze({"a": 500, "b": 800}, 0.99)[0], choose_freeze({"a": 2000, "b": 3000}, 0.7)[0]
         ('all', 'last:50%')
     """
-    smallest = min(train_per_class, key=train_per_class.get)
-    n = train_per_class[smallest]
-    few = f"{n} training images in the smallest class ('{smallest}')"
+    n = float(np.median(list(train_per_class.values())))
+    images = f"a median of {n:.0f} training images per class"
     if probe_accuracy >= SEPARABLE:
         return "all", [f"freeze all: the frozen features already separate your classes (probe {probe_accuracy:.3f}); "
                        "fine-tuning would cost time and risk overfitting for little gain"]
     if n < FEW_IMAGES:
-        return "all", [f"freeze all: {few}, too few to fine-tune base layers without overfitting; "
+        return "all", [f"freeze all: {images}, too few to fine-tune base layers without overfitting; "
                        "the head alone learns from them"]
     if n < SOME_IMAGES:
-        return "last:10%", [f"freeze last:10%: {few}, enough to adapt only the top layers of the base"]
+        return "last:10%", [f"freeze last:10%: {images}, enough to adapt only the top layers of the base"]
     if n >= MANY_IMAGES and probe_accuracy < WEAK_PROBE:
-        return "last:50%", [f"freeze last:50%: {few} and a weak probe ({probe_accuracy:.3f}): your images differ "
+        return "last:50%", [f"freeze last:50%: {images} and a weak probe ({probe_accuracy:.3f}): your images differ "
                             "from ImageNet's and there are enough of them to adapt half the base"]
-    return "last:30%", [f"freeze last:30% (graftkit's default): {few}, enough to fine-tune the top of the base"]
+    return "last:30%", [f"freeze last:30% (graftkit's default): {images}, enough to fine-tune the top of the base"]
 
 
 def _sample(split, per_class: int, seed: int) -> tuple[list[str], np.ndarray]:

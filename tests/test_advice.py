@@ -16,14 +16,14 @@ from tests.test_cli import assert_one_line_error, run_cli
 
 @pytest.mark.parametrize("counts, accuracy, freeze, needle", [
     ({"a": 500, "b": 800}, 0.99, "all", "already separate"),
-    ({"a": 29, "b": 800}, 0.90, "all", "29 training images in the smallest class ('a')"),
-    ({"a": 30, "b": 800}, 0.90, "last:10%", "30 training images"),
-    ({"a": 199, "b": 250}, 0.60, "last:10%", "199 training images"),
-    ({"a": 200, "b": 250}, 0.90, "last:30%", "default"),
-    ({"a": 1500, "b": 2000}, 0.90, "last:30%", "1500 training images"),
+    ({"a": 5, "b": 29, "c": 800}, 0.90, "all", "a median of 29 training images per class"),
+    ({"a": 5, "b": 30, "c": 800}, 0.90, "last:10%", "a median of 30 training"),
+    ({"a": 199, "b": 250, "c": 10}, 0.60, "last:10%", "a median of 199 training"),
+    ({"a": 12, "b": 200, "c": 250}, 0.90, "last:30%", "default"),  # one rare class does not freeze the base
+    ({"a": 1500, "b": 2000}, 0.90, "last:30%", "a median of 1750 training"),
     ({"a": 1500, "b": 2000}, 0.80, "last:50%", "weak probe (0.800)"),
 ])
-def test_choose_freeze_follows_images_per_class_and_the_probe(counts, accuracy, freeze, needle):
+def test_choose_freeze_follows_the_median_class_and_the_probe(counts, accuracy, freeze, needle):
     chosen, reasons = choose_freeze(counts, accuracy)
     assert chosen == freeze
     assert len(reasons) == 1 and needle in reasons[0] and reasons[0].startswith(f"freeze {freeze}")
