@@ -317,12 +317,16 @@ def _scan(paths: list[str], *, strict: bool, digests: bool = True, any_name: boo
     with warnings.catch_warnings():  # Pillow only warns between 1x and 2x its pixel limit: refuse those too
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")  # damaged metadata: checked here
+        deep = []  # the brightest value of each 16-bit image
         for path in paths:
             try:
-                hashes[path] = _check_file(path, digest=digests, any_name=any_name)
+                hashes[path], top = _check_file(path, digest=digests, any_name=any_name)
                 good.append(path)
             except _BadFile as bad:
                 skipped.append((path, str(bad)))
+                continue
+            if top is not None:
+                deep.append(top)
     if skipped and strict:
         path, reason = skipped[0]
         more = f" ({len(skipped) - 1} more bad files after it)" if len(skipped) > 1 else ""
@@ -331,6 +335,10 @@ def _scan(paths: list[str], *, strict: bool, digests: bool = True, any_name: boo
         raise GraftError(f"'{path}' is {reason}{more}: {fix} ({_STRICT_HINT})")
     _warn_all([f"skipped '{path}': {reason}" for path, reason in skipped],
               f"{{n}} bad file{{s}} skipped; replace or remove {{them}}, or pass --strict to make bad files an error")
+    if deep and max(deep) < 4096:
+        log.warn(f"{len(deep)} 16-bit image{'s' * (len(deep) > 1)} use{'s' * (len(deep) == 1)} values up to "
+                 f"{max(deep)} of 65535 (a 10- or 12-bit camera?): graftkit scales 16-bit images by 1/257, so to the "
+                 f"base they are nearly black (0..{max(deep) // 257}); stretch them to the full range first")
     return _Checked(good, skipped, hashes)
 
 
@@ -378,8 +386,11 @@ def _duplicates(train: list[str], val: list[str], digests: dict[str, str], stric
     return pairs
 
 
-def _check_file(path: str, *, digest: bool = True, any_name: bool = False) -> str | None:
-    """Raise :class:`_BadFile` unless ``path`` is a readable image; returns its content digest."""
+def _check_file(path: str, *, digest: bool = True, any_name: bool = False) -> tuple[str | None, int | None]:
+    """Raise :class:`_BadFile` unless ``path`` is a readable image.
+
+    Returns its content digest (None unless ``digest``) and, for a 16-bit image, its brightest value.
+    """
     if not any_name and not _is_image_name(path):
         raise _BadFile(f"not an image (graftkit reads {_EXTENSIONS_TEXT})")
     try:
@@ -394,10 +405,10 @@ def _check_file(path: str, *, digest: bool = True, any_name: bool = False) -> st
         with open(path, "rb") as file:
             hashed = _digest(file) if digest else None
             file.seek(0)
-            _check_image(file)
+            top = _check_image(file)
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ...
         raise _BadFile(f"not a readable image ({_reason(error)})") from None
-    return hashed
+    return hashed, top
 
 
 def _digest(file) -> str:
@@ -407,16 +418,23 @@ def _digest(file) -> str:
     return hasher.hexdigest()
 
 
-def _check_image(source) -> None:
+def _check_image(source) -> int | None:
+    """Check that ``source`` decodes; returns the brightest value of a 16-bit image, else None."""
     with Image.open(source) as img:
         _check_pixels(img)
+        deep = img.mode.startswith("I;16")
         if img.format == "PNG":
             img.verify()  # walks every chunk and its CRC: catches truncation without decompressing
-            return
+            if not deep:
+                return None
+            source.seek(0)
+            with Image.open(source) as again:  # a verified image cannot be loaded: open it again
+                return int(again.getextrema()[1])
         # verify() passes a truncated JPEG, GIF or BMP; a load does not. For JPEG, the
         # 1/8-scale draft still reads every byte of entropy-coded data but skips most of the IDCT.
         img.draft("RGB", (1, 1))
         img.load()
+        return int(img.getextrema()[1]) if deep else None
 
 
 def _check_pixels(img: Image.Image) -> None:

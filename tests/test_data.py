@@ -293,6 +293,20 @@ def test_tiff_and_webp_folders_load_like_jpeg_ones(tmp_path):
     assert list_images([str(tmp_path)]) == sorted(str(p) for p in tmp_path.rglob("*.*"))
 
 
+@pytest.mark.parametrize("top, warned", [(4095, True), (60000, False)])
+def test_a_12_bit_camera_in_16_bit_files_is_warned_about(tmp_path, capsys, top, warned):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            pixels = np.linspace(0, top - i, 64).astype(np.uint16).reshape(8, 8)
+            Image.fromarray(pixels).save(tmp_path / name / f"{i}.{'tif' if i else 'png'}")
+    load_split(tmp_path)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "16-bit" in line]
+    assert lines == ([f"graft: warning: 6 16-bit images use values up to {top} of 65535 (a 10- or 12-bit camera?): "
+                      "graftkit scales 16-bit images by 1/257, so to the base they are nearly black (0..15); "
+                      "stretch them to the full range first"] if warned else [])
+
+
 def test_read_image_applies_exif_rotation(tmp_path):
     stored = np.zeros((20, 40, 3), np.uint8)  # height 20, width 40: red on top, blue below
     stored[:10] = RED
