@@ -28,6 +28,11 @@ FEW_IMAGES = 30
 SOME_IMAGES = 200
 MANY_IMAGES = 1000
 WEAK_PROBE = 0.85
+# The probe's sample by default: up to PER_CLASS images a class, fewer when there are many classes
+# (about PROBED images in all, at least MIN_PER_CLASS a class), so that a base's pass stays short.
+PER_CLASS = 150
+PROBED = 1500
+MIN_PER_CLASS = 10
 # A base other than the best is chosen only when it is this much faster (the speeds are rough).
 FASTER = 1.25
 # The named bases probed by default (when their weights are on this machine): those that run at
@@ -94,7 +99,7 @@ class Advice:
         return asdict(self)
 
 
-def advise(data, bases=None, *, image_size: int | None = None, per_class: int = 150, seed: int = 0,
+def advise(data, bases=None, *, image_size: int | None = None, per_class: int | None = None, seed: int = 0,
            trust_model: bool = False) -> Advice:
     """Probe candidate bases on a sample of ``data`` and recommend a base and a freeze spec.
 
@@ -105,7 +110,8 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int = 
             marks them ``ready``). One that fails to load is left out with its reason.
         image_size: input size for every base (default: each base's own).
         per_class: most images per class in the probe's sample (training and validation
-            images together, drawn at random with ``seed``).
+            images together, drawn at random with ``seed``); by default :data:`PER_CLASS`, or
+            fewer with many classes (:data:`PROBED` images in all, at least :data:`MIN_PER_CLASS` a class).
         seed: seed of the split (the same as ``graft train``'s) and of the sample.
         trust_model: allow model files holding Python code (as ``--trust-model``).
 
@@ -119,10 +125,12 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int = 
     """
     from graftkit.data import load_split
 
-    if per_class < 2:
+    if per_class is not None and per_class < 2:
         raise GraftError(f"--per-class {per_class} is out of range: use 2 or more")
     split = load_split(data, seed=seed)
     names = list(split.class_names)
+    if per_class is None:
+        per_class = min(PER_CLASS, max(MIN_PER_CLASS, PROBED // len(names)))
     train_counts = split.train.counts()
     paths, labels = _sample(split, per_class, seed)
     folds = int(min(5, np.bincount(labels, minlength=len(names)).min()))

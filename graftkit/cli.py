@@ -189,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("--bases", nargs="+", metavar="BASE",
                         help="base names or model files to compare (default: every named base ready offline)")
     advise.add_argument("--image-size", type=int, help="input size for every base (default: each base's own)")
-    advise.add_argument("--per-class", type=int, default=150,
-                        help="most images per class to probe on (default 150)")
+    advise.add_argument("--per-class", type=int,
+                        help="most images per class to probe on (default 150, fewer with over 10 classes: "
+                             "about 1,500 in all, at least 10 a class)")
     advise.add_argument("--seed", type=int, default=0)
     advise.add_argument("--trust-model", action="store_true")
     advise.add_argument("--json", action="store_true", help="print the advice as JSON")

@@ -76,6 +76,17 @@ def test_advise_compares_model_files_and_leaves_their_features_in_the_cache(tmp_
     assert stats["cached"] == 30 and stats["computed"] == 6
 
 
+def test_the_default_sample_shrinks_per_class_with_many_classes(tmp_path, monkeypatch):
+    import graftkit.advice
+
+    data = write_images(tmp_path / "images", {f"c{i}": 3 for i in range(12)}, size=16)
+    model = tiny_cnn(tmp_path / "mine.keras", size=16, classes=2)
+    assert advise(data, [str(model)]).probed_images == 36  # 150 a class at most: all 3 of each
+    monkeypatch.setattr(graftkit.advice, "PROBED", 24)  # 24 // 12 classes = 2 a class
+    monkeypatch.setattr(graftkit.advice, "MIN_PER_CLASS", 2)
+    assert advise(data, [str(model)]).probed_images == 24
+
+
 def test_default_candidates_are_the_bases_ready_offline(monkeypatch):
     from graftkit.bases import weights
 
