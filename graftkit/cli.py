@@ -187,13 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
                                              "fine-tune for the number of images you have.")
     advise.add_argument("data", help="folder with one subfolder per class (or train/ and val/ folders of them)")
     advise.add_argument("--bases", nargs="+", metavar="BASE",
-                        help="base names or model files to compare (default: every named base ready offline)")
+                        help="base names or model files to compare (default: the small and mid-sized named bases "
+                             "whose weights are on this machine)")
     advise.add_argument("--image-size", type=int, help="input size for every base (default: each base's own)")
     advise.add_argument("--per-class", type=int,
                         help="most images per class to probe on (default 150, fewer with over 10 classes: "
                              "about 1,500 in all, at least 10 a class)")
-    advise.add_argument("--seed", type=int, default=0)
-    advise.add_argument("--trust-model", action="store_true")
+    advise.add_argument("--seed", type=int, default=0, help="seed of the split (as graft train's) and of the sample")
+    advise.add_argument("--trust-model", action="store_true", help="allow model files that hold Python code")
     advise.add_argument("--json", action="store_true", help="print the advice as JSON")
     advise.add_argument("--quiet", action="store_true")
     advise.set_defaults(run=_advise)
