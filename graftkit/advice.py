@@ -11,6 +11,7 @@ follows with the same base and image size does not compute them again.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -150,7 +151,7 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int | 
                     base=best.base, freeze=freeze, reasons=[base_reason, *freeze_reasons])
     extra = (f" --image-size {image_size}" if image_size else "") + (f" --seed {seed}" if seed else "") \
         + (" --trust-model" if trust_model else "")
-    advice.command = f"graft train {_quoted(str(data))} --base {_quoted(best.base)} --freeze {freeze}{extra}"
+    advice.command = f"graft train {shlex.quote(str(data))} --base {shlex.quote(best.base)} --freeze {freeze}{extra}"
     return advice
 
 
@@ -310,9 +311,3 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, se
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
     scores = cross_val_score(probe, features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     return float(np.mean(scores)), float(np.std(scores))
-
-
-def _quoted(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)

@@ -23,7 +23,7 @@ import numpy as np
 from graftkit import runfiles
 from graftkit.errors import GraftError
 
-CHECKPOINT_FILE = "checkpoint.npz"
+CHECKPOINT_FILE = runfiles.CHECKPOINT_FILE
 UNFINISHED_FILE = runfiles.UNFINISHED_FILE
 FORMAT = 1
 
@@ -216,7 +216,7 @@ def put_back(model, weights: list) -> None:
 
 def _does_not_fit(detail: str) -> GraftError:
     return GraftError(f"the checkpoint does not fit this model ({detail}: was the base file changed?): "
-                      "remove checkpoint.npz from the run folder to start the run over")
+                      f"remove {CHECKPOINT_FILE} from the run folder to start the run over")
 
 
 def _seed_states(model) -> list:

@@ -14,6 +14,7 @@ from graftkit.errors import GraftError
 MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
 UNFINISHED_FILE = "UNFINISHED"  # in a run folder from the start of a run until its model is written
+CHECKPOINT_FILE = "checkpoint.npz"  # the state after a run's last completed epoch (graftkit.checkpoint)
 
 
 def new_run_dir(out: str | Path | None, label: str) -> Path:
@@ -87,7 +88,7 @@ class temporary_beside:
         return False
 
 
-RUN_FILES = (MODEL_FILE, CLASSES_FILE, UNFINISHED_FILE, "checkpoint.npz", "config.json", "history.json",
+RUN_FILES = (MODEL_FILE, CLASSES_FILE, UNFINISHED_FILE, CHECKPOINT_FILE, "config.json", "history.json",
              "metrics.json", "curves.png", "confusion.png", "report.html")
 
 
