@@ -144,6 +144,8 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int | 
     failed = [c for c in probed if c.accuracy is None]
     if not ranked:
         raise GraftError(f"no base could be probed: {failed[0].note}")
+    for candidate in failed:
+        log.warn(f"{candidate.base} not probed: {candidate.note}")
     best, base_reason = choose_base(ranked)
     freeze, freeze_reasons = choose_freeze(train_counts, best.accuracy)
     advice = Advice(data=str(data), train_per_class=train_counts, probed_images=len(paths), folds=folds,
@@ -266,7 +268,6 @@ def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust
         pool = "avg" if len(base.feature_shape) in (2, 3) else None
         features = extract_features(base, paths, pool=pool)
     except GraftError as error:
-        log.warn(f"{name} not probed: {error}")
         return Candidate(base=name, note=str(error))
     speed = _speed(base, pool)
     accuracy, spread = linear_probe(np.asarray(features, np.float32).reshape(len(paths), -1), labels,
