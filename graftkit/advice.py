@@ -124,7 +124,7 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int | 
         >>> advice.command  # doctest: +SKIP
         'graft train photos/ --base efficientnet_lite0 --freeze last:10%'
     """
-    from graftkit.data import load_split
+    from graftkit.data.layout import load_split
 
     if per_class is not None and per_class < 2:
         raise GraftError(f"--per-class {per_class} is out of range: use 2 or more")
@@ -261,7 +261,7 @@ def _candidates(bases) -> tuple[list[str], list[tuple[str, str]]]:
 def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust: bool) -> Candidate:
     """One base probed; a base that cannot be loaded or run comes back with the reason as its note."""
     from graftkit.bases.loader import load_base
-    from graftkit.features import extract_features
+    from graftkit.features.extract import extract_features
 
     try:
         base = load_base(name, image_size=image_size, trust=trust)
@@ -279,7 +279,7 @@ def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust
 
 def _speed(base, pool) -> float:
     """Images per second of the base's compiled feature extraction, on two batches after a warm-up one."""
-    from graftkit.features import extraction_batch, extractor
+    from graftkit.features.extract import extraction_batch, extractor
 
     forward = extractor(base, pool=pool)
     batch = np.random.default_rng(0).integers(0, 256, (extraction_batch(32, base.image_size), base.image_size,

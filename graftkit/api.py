@@ -1,39 +1,16 @@
-"""The one-call Python API: ``graftkit.train`` and what it returns."""
+"""The one-call Python API: ``train``, ``resume`` and ``load``, thin calls into training/ and results/."""
 
 from __future__ import annotations
 
-import json
-import resource
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from graftkit import log, runfiles
+from graftkit import log
 from graftkit.config import TrainConfig
 from graftkit.errors import GraftError
+from graftkit.results.trained import Run, load
+from graftkit.runfolder import CONFIG_FILE, MODEL_FILE, remove_leftovers
 
-
-@dataclass
-class Run:
-    """A finished training run.
-
-    Attributes:
-        model: the trained Keras model (RGB pixels 0..255 in, class probabilities out).
-        class_names: class names in output order.
-        metrics: final validation scores (see :func:`graftkit.evaluate.score`) plus timings.
-        stages: what each training stage did.
-        config: the full configuration used.
-        run_dir: the folder everything was written to.
-        mistakes: the validation images the model was surest of and wrong about (for the report).
-    """
-
-    model: object
-    class_names: list[str]
-    metrics: dict
-    stages: list = field(default_factory=list)
-    config: TrainConfig | None = None
-    run_dir: Path | None = None
-    mistakes: list = field(default_factory=list)
+__all__ = ["Run", "load", "resume", "train"]
 
 
 def train(data: str | Path, base: str | None = None, **options) -> Run:
@@ -41,16 +18,18 @@ def train(data: str | Path, base: str | None = None, **options) -> Run:
 
     Stage 1 trains a new head on the frozen base; stage 2 unfreezes the layers chosen by
     ``freeze`` and fine-tunes them at a tenth of the learning rate. Everything is written
-    to a run folder: ``model.keras``, ``classes.json``, ``config.json``, ``history.json``,
-    ``metrics.json``, ``curves.png``, ``confusion.png`` and the HTML report ``report.html``.
+    to a run folder: ``model.keras``, ``classes.json``, ``config.json``, ``split.json``,
+    ``inputs.json``, ``history.json``, ``metrics.json``, ``curves.png``, ``confusion.png`` and
+    the HTML report ``report.html``.
 
     Args:
         data: a folder with one subfolder per class (or ``train/`` and ``val/`` folders of them).
         base: a base name from ``graft bases`` or a personal ``.keras``/``.h5``/SavedModel path.
-        **options: any field of :class:`graftkit.config.TrainConfig` (``epochs``, ``freeze``, ``out``...).
+        **options: any field of :class:`graftkit.config.TrainConfig` (``epochs``, ``freeze``, ``out``...),
+            by the same name as the command line's option without its dashes.
 
     Returns:
-        A :class:`Run`.
+        A :class:`Run`, whose ``predict``, ``evaluate`` and ``export`` are the command line's verbs.
 
     Example:
         >>> run = graftkit.train("hymenoptera", base="mobilenet_v2_0.5", epochs=5,
@@ -58,22 +37,10 @@ def train(data: str | Path, base: str | None = None, **options) -> Run:
         >>> run.metrics["accuracy"]  # doctest: +SKIP
         0.93
     """
-    _known_options(options)
-    config = TrainConfig(data=str(data), **({"base": base} if base else {}), **options).validated()
-    return train_config(config)
+    from graftkit.training.pipeline import train_config
 
-
-def _known_options(options: dict) -> None:
-    """An unknown option is a one-line error naming it (and the nearest known one), before any work."""
-    import dataclasses
-    import difflib
-
-    known = [f.name for f in dataclasses.fields(TrainConfig)]
-    for name in options:
-        if name not in known:
-            near = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean '{near[0]}'? " if near else ""
-            raise GraftError(f"unknown option '{name}': {hint}see graftkit.config.TrainConfig for the options")
+    config = TrainConfig.from_options(data=str(data), **({"base": base} if base else {}), **options)
+    return train_config(config.validated())
 
 
 def resume(run_dir: str | Path) -> Run:
@@ -90,227 +57,25 @@ def resume(run_dir: str | Path) -> Run:
     Example:
         >>> run = graftkit.resume("runs/ants")  # doctest: +SKIP
     """
-    from graftkit import checkpoint
+    from graftkit.training import checkpoint
+    from graftkit.training.pipeline import train_config
 
     folder = Path(run_dir)
     checkpoint.release(folder)  # this process may have started it (a Ctrl-C in Python, then resume)
     if checkpoint.is_running(folder):
         raise GraftError(f"run '{folder}' is still being trained by another process: let it finish, or stop it "
                          "and then resume")
-    if not (folder / "config.json").is_file():
-        raise GraftError(f"'{folder}' is not a graftkit run folder (no config.json): pass the --out folder "
+    if not (folder / CONFIG_FILE).is_file():
+        raise GraftError(f"'{folder}' is not a graftkit run folder (no {CONFIG_FILE}): pass the --out folder "
                          "of the run to resume")
     if not checkpoint.is_unfinished(folder):
-        if (folder / runfiles.MODEL_FILE).is_file():
+        if (folder / MODEL_FILE).is_file():
             raise GraftError(f"run '{folder}' has finished already: nothing to resume")
         raise GraftError(f"run '{folder}' stopped before its training started: start it again, with --out {folder}")
-    config = TrainConfig.from_file(folder / "config.json")
-    if config.image_size is not None and config.image_size < 32:
-        config.image_size = None  # written back from a personal model's own fixed size, which the base gives again
-    config = config.validated()
+    config = TrainConfig.from_file(folder / CONFIG_FILE).validated()
     config.out = str(folder)
-    runfiles.remove_leftovers(folder)
+    remove_leftovers(folder)
     state = checkpoint.load(folder)
     checkpoint.mark_unfinished(folder)
     log.info(f"resuming run {folder}: {state.describe() if state else 'no epoch finished'}")
     return train_config(config, resume=state or checkpoint.Resume())
-
-
-def train_config(config: TrainConfig, resume=None) -> Run:
-    """Run the training described by a validated :class:`TrainConfig`.
-
-    ``resume`` (a :class:`graftkit.checkpoint.Resume`) continues an interrupted run in its own
-    folder, ``config.out``; see :func:`resume`.
-    """
-    from graftkit import checkpoint
-    from graftkit.bases.loader import load_base
-    from graftkit.data import class_weights, load_split, make_dataset
-    from graftkit.evaluate import evaluate_images, format_scores
-    from graftkit.head import assemble, build_head
-    from graftkit.surgery import parse_freeze
-    from graftkit.stages import fine_tune_stage, fit_stage
-
-    import keras
-
-    keras.utils.set_random_seed(config.seed)  # the same seed gives the same run
-    as_given = asdict(config)  # what a resume starts from: before the base fills in its defaults
-    started = time.perf_counter()
-    split = load_split(config.data, val_split=config.val_split, seed=config.seed, strict=config.strict)
-    log.info(f"data: {len(split.train)} training and {len(split.val)} validation images, "
-             f"{len(split.class_names)} classes ({split.how})")
-    base = load_base(config.base, image_size=config.image_size, weights=config.weights, cut=config.cut,
-                     preprocessing=config.preprocessing, trust=config.trust_model)
-    config.image_size = base.image_size
-    log.info(f"base: {base.source} cut at '{base.cut}' -> features {base.feature_shape}, "
-             f"preprocessing '{base.preprocessing}', weights {base.weights}")
-    if resume is None:
-        run_dir = runfiles.new_run_dir(config.out, Path(config.base).name)
-        config.out = str(run_dir)
-        _start_run(run_dir, as_given, split.class_names)
-        log.info(f"run folder: {run_dir} (if the run is interrupted: graft train --resume {run_dir})")
-    else:
-        run_dir = Path(config.out)
-        _same_classes(run_dir, split.class_names)
-    digest = checkpoint.data_digest(split, config.data)
-    if resume is not None and resume.data not in (None, digest):
-        raise GraftError(f"the images in '{config.data}' are not those the run in '{run_dir}' started with (some "
-                         "were added, removed or renamed): put them back as they were, or start a new run")
-    saver = checkpoint.Checkpointer(run_dir, resume, data=digest)
-    resume = resume or checkpoint.Resume()
-
-    head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
-                      hidden=config.hidden, dropout=config.dropout, seed=config.seed)
-    model = assemble(base, head, train_bn=config.train_bn)
-    train_data = make_dataset(split.train.paths, split.train.labels, image_size=base.image_size,
-                              batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                              augment=config.augment)
-    val_data = make_dataset(split.val.paths, split.val.labels, image_size=base.image_size,
-                            batch_size=config.batch_size)
-    weights = class_weights(split.train.labels, len(split.class_names)) if config.class_weights == "auto" else None
-    if weights:
-        log.info("classes are imbalanced: weighting the loss by " +
-                 ", ".join(f"{split.class_names[i]} {w:.2f}" for i, w in weights.items()))
-
-    stages = []
-    cached = None
-    logs = _tensorboard(config, run_dir)
-    base.model.trainable = False
-    head_done = resume.finished("head")
-    if head_done:
-        stages.append(_stage_result(head_done))
-        checkpoint.put_back(head, resume.head_weights)
-    elif config.epochs and config.feature_cache != "off":
-        from graftkit.headstage import cached_head_stage, choose_views
-
-        views, why = choose_views(config.aug_views, config.augment)
-        log.info(f"head stage on cached base features: {why}")
-        result, cached = cached_head_stage(
-            base, head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
-            learning_rate=config.lr, patience=config.patience, class_weight=weights,
-            cache=config.feature_cache, memory_budget_mb=config.feature_memory_mb, seed=config.seed,
-            callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head"))
-        stages.append(result)
-    elif config.epochs:
-        stages.append(fit_stage("head", model, train_data, val_data, epochs=config.epochs,
-                                learning_rate=config.lr, patience=config.patience, class_weight=weights,
-                                callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head")))
-    if config.epochs and not head_done:
-        saver.stage_done(stages[-1], head_weights=head.get_weights())
-    freeze = parse_freeze(config.freeze)
-    fine_tune_done = resume.finished("fine_tune")
-    if fine_tune_done:
-        stages.append(_stage_result(fine_tune_done))
-        checkpoint.put_back(model, resume.final_weights)
-    elif config.fine_tune_epochs and freeze.kind != "all":
-        baseline = stages[-1].best_val_loss if stages else float("inf")
-        stages.append(fine_tune_stage(model, base.model, train_data, val_data, freeze=freeze,
-                                      train_bn=config.train_bn, epochs=config.fine_tune_epochs,
-                                      learning_rate=config.fine_tune_lr, patience=config.patience,
-                                      class_weight=weights, baseline_val_loss=baseline,
-                                      callbacks=logs("fine_tune"), checkpoint=saver,
-                                      resume=resume.state_of("fine_tune")))
-        saver.stage_done(stages[-1], final_weights=model.get_weights())
-    elif config.fine_tune_epochs:
-        log.info("--freeze all: no fine-tuning stage")
-
-    if cached is not None and not any(s.name == "fine_tune" and s.kept for s in stages):
-        from graftkit.evaluate import score
-        from graftkit.headstage import predict_features
-
-        # The base is as it was when the features were cached: the head on them is the full model.
-        probabilities = predict_features(cached.model, cached.val)
-        scores = score(split.val.labels, probabilities, split.class_names)
-    else:
-        scores, probabilities = evaluate_images(model, split.val, batch_size=config.batch_size)
-    metrics = {
-        **scores,
-        "stages": {s.name: {"best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss,
-                            "val_accuracy": s.history.get("val_accuracy", [None])[s.best_epoch - 1],
-                            "seconds": round(s.seconds, 2), "trainable_params": s.trainable_params,
-                            "kept": s.kept} for s in stages},
-        "seconds": round(time.perf_counter() - started, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "train_images": len(split.train),
-        "val_images": len(split.val),
-        "skipped_images": {"count": len(split.skipped),
-                           "files": [{"path": path, "reason": reason} for path, reason in split.skipped]},
-        "duplicate_images": {"count": len(split.duplicates),
-                             "pairs": [{"train": seen, "val": copy} for seen, copy in split.duplicates]},
-        "base": {"source": base.source, "cut": base.cut, "feature_shape": list(base.feature_shape),
-                 "preprocessing": base.preprocessing, "weights": str(base.weights), "image_size": base.image_size},
-    }
-    from graftkit.report import confident_mistakes
-
-    run = Run(model=model, class_names=split.class_names, metrics=metrics, stages=stages, config=config,
-              run_dir=run_dir,
-              mistakes=confident_mistakes(split.val.paths, split.val.labels, probabilities, split.class_names))
-    write_run(run)
-    log.info(format_scores(scores))
-    log.info(f"run folder: {run_dir}")
-    return run
-
-
-def _start_run(run_dir: Path, config: dict, class_names: list[str]) -> None:
-    """What a run writes before training: its configuration, its classes, then the unfinished marker.
-
-    Paths are made absolute, so that ``--resume`` works from any folder.
-    """
-    from graftkit.bases.loader import is_model_file
-    from graftkit.checkpoint import mark_unfinished
-
-    config["data"] = str(Path(config["data"]).resolve())
-    if config.get("base") and is_model_file(config["base"]):  # not a registered name
-        config["base"] = str(Path(config["base"]).resolve())
-    if config.get("weights") and Path(config["weights"]).is_file():  # not "imagenet" or "none"
-        config["weights"] = str(Path(config["weights"]).resolve())
-    config["out"] = str(run_dir.resolve())
-    runfiles.atomic_write_json(run_dir / "config.json", config)
-    runfiles.atomic_write_json(run_dir / runfiles.CLASSES_FILE, class_names)
-    mark_unfinished(run_dir)
-
-
-def _same_classes(run_dir: Path, class_names: list[str]) -> None:
-    """A resumed run must see the classes it started with."""
-    try:
-        before = json.loads((run_dir / runfiles.CLASSES_FILE).read_text())
-    except (OSError, ValueError):
-        return
-    if before != class_names:
-        raise GraftError(f"the data's classes are now {class_names}, the run in '{run_dir}' started with {before}: "
-                         "put the data back as it was, or start a new run")
-
-
-def _stage_result(values: dict):
-    """A :class:`graftkit.stages.StageResult` from its checkpointed fields."""
-    from graftkit.stages import StageResult
-
-    return StageResult(**values)
-
-
-def _tensorboard(config: TrainConfig, run_dir: Path):
-    """``stage name -> callbacks``: a TensorBoard callback logging to ``run_dir/logs/<stage>`` with --tensorboard."""
-    if not config.tensorboard:
-        return lambda stage: []
-    import keras
-
-    log.info(f"TensorBoard logs in {run_dir / 'logs'} (view: tensorboard --logdir {run_dir / 'logs'})")
-    return lambda stage: [keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs" / stage))]
-
-
-def write_run(run: Run) -> None:
-    """Write a run's files; the model last, so a folder with ``model.keras`` is always complete."""
-    from graftkit.checkpoint import mark_finished
-    from graftkit.plots import plot_confusion, plot_curves
-
-    folder = run.run_dir
-    runfiles.atomic_write_text(folder / "config.json", run.config.to_json() + "\n")
-    runfiles.atomic_write_json(folder / runfiles.CLASSES_FILE, run.class_names)
-    runfiles.atomic_write_json(folder / "history.json", {s.name: s.history for s in run.stages})
-    runfiles.atomic_write_json(folder / "metrics.json", run.metrics)
-    plot_curves([{"name": s.name, "history": s.history} for s in run.stages], folder / "curves.png")
-    plot_confusion(run.metrics["confusion_matrix"], run.class_names, folder / "confusion.png")
-    from graftkit.report import write_run_report
-
-    write_run_report(folder, metrics=run.metrics, config=json.loads(run.config.to_json()), mistakes=run.mistakes)
-    runfiles.atomic_save_model(run.model, folder / runfiles.MODEL_FILE)
-    mark_finished(folder)

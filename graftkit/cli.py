@@ -210,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from graftkit.api import resume, train_config
+    from graftkit.api import resume
     from graftkit.config import TrainConfig
+    from graftkit.training.pipeline import train_config
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "quiet", "resume")}
     if args.resume is not None:
@@ -240,9 +241,11 @@ def _predict(args) -> int:
     from pathlib import Path
 
     from graftkit import log
-    from graftkit.data import check_images, list_images
-    from graftkit.predict import predict_files, write_predictions
-    from graftkit.runfiles import load_trained, temporary_beside
+    from graftkit.data.check import check_images
+    from graftkit.data.layout import list_images
+    from graftkit.files import temporary_beside
+    from graftkit.results.predict import predict_files, write_predictions
+    from graftkit.results.trained import load_trained
 
     _positive("--top-k", args.top_k)
     _positive("--batch-size", args.batch_size)
@@ -272,9 +275,9 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from graftkit.data import labelled_images
-    from graftkit.evaluate import evaluate_images, format_scores
-    from graftkit.runfiles import load_trained
+    from graftkit.data.layout import labelled_images
+    from graftkit.results.evaluate import evaluate_images, format_scores
+    from graftkit.results.trained import load_trained
 
     _positive("--batch-size", args.batch_size)
     model, class_names = load_trained(args.model)
@@ -290,7 +293,7 @@ def _evaluation_report(args, scores, images, probabilities) -> None:
     from pathlib import Path
 
     from graftkit import log
-    from graftkit.report import confident_mistakes, write_evaluation_report
+    from graftkit.results.report import confident_mistakes, write_evaluation_report
 
     model = Path(args.model)
     folder = model if model.is_dir() else model.parent
@@ -305,7 +308,7 @@ def _evaluation_report(args, scores, images, probabilities) -> None:
 
 def _export(args) -> int:
     from graftkit import log
-    from graftkit.export import describe, export_run
+    from graftkit.results.export import describe, export_run
 
     export = export_run(args.model, args.format, quantize=args.quantize, out=args.out, data=args.data,
                         check_count=args.check_images, calibration_count=args.calibration_images,
@@ -318,8 +321,9 @@ def _export(args) -> int:
 
 def _inspect(args) -> int:
     from graftkit.bases.loader import is_model_file
-    from graftkit.bases.personal import find_cut, load_personal
-    from graftkit.surgery import describe_layers
+    from graftkit.bases.personal import load_personal
+    from graftkit.model.cut import find_cut
+    from graftkit.model.graph import describe_layers
 
     if is_model_file(args.model):
         model = load_personal(args.model, trust=args.trust_model)

@@ -79,7 +79,7 @@ class TrainConfig:
     def validated(self) -> "TrainConfig":
         """Check every option before any work starts; returns self with derived defaults filled in."""
         from graftkit.bases.preprocess import MODES
-        from graftkit.surgery import parse_freeze
+        from graftkit.model.freeze import parse_freeze
 
         _check(self.epochs >= 0, "--epochs", self.epochs, "use 0 or more")
         _check(self.fine_tune_epochs >= 0, "--fine-tune-epochs", self.fine_tune_epochs, "use 0 or more")
@@ -135,6 +135,25 @@ class TrainConfig:
             if not self.augment:
                 raise GraftError(f"--aug-views {self.aug_views} asks for augmented views, and --no-augment "
                                  "turns augmentation off: drop one of them")
+
+    @classmethod
+    def from_options(cls, **options) -> "TrainConfig":
+        """A config from keyword options; an unknown one is a one-line error naming the nearest known one.
+
+        Example:
+            >>> TrainConfig.from_options(data="photos", epoch=3)
+            Traceback (most recent call last):
+            graftkit.errors.GraftError: unknown option 'epoch': did you mean 'epochs'? see graftkit.config.TrainConfig for the options
+        """
+        import difflib
+
+        known = [f.name for f in dataclasses.fields(cls)]
+        for name in options:
+            if name not in known:
+                near = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean '{near[0]}'? " if near else ""
+                raise GraftError(f"unknown option '{name}': {hint}see graftkit.config.TrainConfig for the options")
+        return cls(**options)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

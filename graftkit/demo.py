@@ -105,9 +105,10 @@ def digits_demo(out: Path) -> dict:
     import keras
 
     from graftkit.api import train
-    from graftkit.data import labelled_images, load_split, make_dataset
-    from graftkit.evaluate import evaluate_images
-    from graftkit.stages import compile_for
+    from graftkit.data.layout import labelled_images, load_split
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.results.evaluate import evaluate_images
+    from graftkit.training.stages import compile_for
 
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -181,8 +182,8 @@ def elpv_demo(out: Path) -> dict:
     from graftkit.api import train
     from graftkit.bases.registry import get_spec
     from graftkit.bases.weights import is_ready_offline
-    from graftkit.data import labelled_images
-    from graftkit.evaluate import evaluate_images, format_scores
+    from graftkit.data.layout import labelled_images
+    from graftkit.results.evaluate import evaluate_images, format_scores
 
     try:
         import elpv_dataset  # noqa: F401

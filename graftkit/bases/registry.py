@@ -1,108 +1,62 @@
-"""The table of named ImageNet bases: how to build each, its preprocessing, sizes and weight files.
+"""The table of named bases: every spec of :mod:`graftkit.bases.keras_apps` and :mod:`graftkit.bases.lite`, by name.
 
-One entry per base, in the spirit of timm's pretrained configs: everything that
-automatic preprocessing, weight resolution and cutting need lives in the spec.
+Reading it imports no TensorFlow, so a base name is checked (and ``graft bases`` answers) in a moment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+import difflib
+from functools import cache
 
+from graftkit.bases.spec import BaseSpec
 from graftkit.errors import GraftError
 
-KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
+@cache
+def _table() -> dict[str, BaseSpec]:
+    from graftkit.bases import keras_apps
 
-@dataclass(frozen=True)
-class WeightFile:
-    """One file of ImageNet weights, by the name Keras itself downloads it under.
-
-    ``size`` is the input size the file was made for (None when any size fits);
-    ``with_top`` says whether it holds the 1000-class classifier too.
-    """
-
-    name: str
-    origin: str | None = None
-    size: int | None = None
-    with_top: bool = False
-
-
-@dataclass(frozen=True)
-class BaseSpec:
-    """Everything graftkit knows about one named base.
-
-    Attributes:
-        name: lowercase name, variant after the family (``mobilenet_v2_0.5``).
-        family: the architecture family (``mobilenet_v2``).
-        build: ``build(include_top, input_shape) -> keras.Model`` with random weights.
-        preprocessing: mode of :class:`graftkit.bases.preprocess.Preprocess` that maps RGB 0..255
-            to what the base expects (``caffe``, ``tf``, ``torch``, ``lite`` or ``none`` when the
-            base rescales inside).
-        default_size: the input size the ImageNet weights were trained at.
-        weight_files: candidate files, most preferred first.
-        fetch: optional offline source of weights (returns a local file), tried before a download.
-        fetch_ready: tells without side effects whether ``fetch`` would work offline.
-        layer_groups: regexes over layer names, stem first, for grouped freezing / learning rates.
-        min_size: smallest input size the architecture accepts.
-    """
-
-    name: str
-    family: str
-    build: Callable[..., object]
-    preprocessing: str
-    default_size: int
-    weight_files: tuple[WeightFile, ...] = ()
-    fetch: Callable[[], Path] | None = None
-    fetch_ready: Callable[[], bool] | None = None
-    layer_groups: tuple[str, ...] = field(default_factory=tuple)
-    min_size: int = 32
-    description: str = ""
-
-
-_REGISTRY: dict[str, BaseSpec] = {}
-
-
-def register(spec: BaseSpec) -> BaseSpec:
-    """Add a base to the registry (later registrations of a name replace earlier ones).
-
-    Example:
-        >>> from graftkit.bases.registry import get_spec
-        >>> get_spec("resnet50").preprocessing
-        'caffe'
-    """
-    _REGISTRY[spec.name] = spec
-    return spec
+    specs = list(keras_apps.SPECS)
+    try:
+        from graftkit.bases import lite
+    except ImportError:  # numpy or the package's own imports missing: the other bases still work
+        pass
+    else:
+        specs.append(lite.SPEC)
+    return {spec.name: spec for spec in specs}
 
 
 def list_bases() -> list[BaseSpec]:
-    """All registered bases, sorted by name."""
-    _load_plugins()
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+    """All named bases, sorted by name.
+
+    Example:
+        >>> "resnet50" in [spec.name for spec in list_bases()]
+        True
+    """
+    table = _table()
+    return [table[name] for name in sorted(table)]
 
 
 def get_spec(name: str) -> BaseSpec:
-    """The spec of a named base; a one-line error listing the known names otherwise."""
-    _load_plugins()
+    """The spec of a named base; a one-line error with the closest names otherwise.
+
+    Example:
+        >>> get_spec("resnet50").preprocessing
+        'caffe'
+        >>> get_spec("mobilenetv2_0.5")
+        Traceback (most recent call last):
+        graftkit.errors.GraftError: unknown base 'mobilenetv2_0.5': did you mean mobilenet_v2_0.5? (graft bases lists all 31; or pass the path of a model file)
+    """
+    table = _table()
     key = name.strip().lower()
-    if key not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
-        raise GraftError(f"unknown base '{name}': use one of {known}, or the path of a model file")
-    return _REGISTRY[key]
+    if key not in table:
+        close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise GraftError(f"unknown base '{name}': {hint}(graft bases lists all {len(table)}; "
+                         "or pass the path of a model file)")
+    return table[key]
 
 
 def is_known(name: str) -> bool:
-    """Whether ``name`` is a registered base name."""
-    _load_plugins()
-    return name.strip().lower() in _REGISTRY
-
-
-def _load_plugins() -> None:
-    # Bases defined in their own modules register themselves on import.
-    from graftkit.bases import keras_apps  # noqa: F401
-
-    try:
-        from graftkit.bases import lite  # noqa: F401
-    except ImportError:
-        pass
+    """Whether ``name`` is a named base."""
+    return name.strip().lower() in _table()

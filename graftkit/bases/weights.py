@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from graftkit import settings
-from graftkit.bases.registry import BaseSpec, WeightFile
+from graftkit.bases.spec import BaseSpec, WeightFile
 from graftkit.errors import GraftError
 
 

@@ -75,7 +75,7 @@ def plot_confusion(matrix: list[list[int]], class_names: list[str], path: str | 
 
 
 def _save(figure, plt, path) -> Path:
-    from graftkit.runfiles import temporary_beside
+    from graftkit.files import temporary_beside
 
     path = Path(path)
     with temporary_beside(path, suffix=".png") as tmp:

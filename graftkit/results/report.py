@@ -82,7 +82,7 @@ def write_report(path: str | Path, *, title: str, scores: dict, plots: dict[str,
         >>> write_report(tempfile.mkdtemp() + "/report.html", title="demo", scores=s).name
         'report.html'
     """
-    from graftkit.runfiles import atomic_write_text
+    from graftkit.files import atomic_write_text
 
     path = Path(path)
     page = render(title=title, scores=scores, plots=plots or {}, stages=stages or {}, config=config or {},
@@ -189,7 +189,7 @@ def _mistakes_section(mistakes: list[dict]) -> str:
 
 def _thumbnail(path: str, size: int = 140) -> str | None:
     """The image as a small embedded JPEG data URI, or None when it cannot be read."""
-    from graftkit.data import read_image
+    from graftkit.data.decode import read_image
     from graftkit.errors import GraftError
 
     try:
@@ -260,8 +260,8 @@ def write_evaluation_report(path: str | Path, *, scores: dict, mistakes: list[di
         >>> write_evaluation_report("runs/ants/evaluation.html", scores=s, mistakes=[],
         ...                         data="test/", run_dir="runs/ants")  # doctest: +SKIP
     """
-    from graftkit.plots import plot_confusion, plot_curves
-    from graftkit.runfiles import atomic_write_json
+    from graftkit.files import atomic_write_json
+    from graftkit.results.plots import plot_confusion, plot_curves
 
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):

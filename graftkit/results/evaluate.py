@@ -35,11 +35,10 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str])
 
 def evaluate_images(model, image_set, *, batch_size: int = 32) -> tuple[dict, np.ndarray]:
     """Score ``model`` on an :class:`graftkit.data.ImageSet`; returns the scores and the probabilities."""
-    from graftkit.data import make_dataset
-    from graftkit.infer import predict_dataset
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.model.infer import input_size, predict_dataset
 
-    size = int(model.inputs[0].shape[1])
-    dataset = make_dataset(image_set.paths, image_size=size, batch_size=batch_size)
+    dataset = make_dataset(image_set.paths, image_size=input_size(model), batch_size=batch_size)
     probabilities = predict_dataset(model, dataset)
     return score(image_set.labels, probabilities, image_set.class_names), probabilities
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import keras
 
 from graftkit import log
-from graftkit.checkpoint import Checkpointer, StageState, restore_training
-from graftkit.surgery import FreezeSpec, apply_freeze
+from graftkit.model.freeze import FreezeSpec, apply_freeze
+from graftkit.training.checkpoint import Checkpointer, StageState, restore_training
 
 
 @dataclass

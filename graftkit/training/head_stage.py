@@ -90,8 +90,8 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
         0.21
     """
 
-    from graftkit.features import extract_features, features_dataset
-    from graftkit.stages import fit_stage
+    from graftkit.features.extract import extract_features, features_dataset
+    from graftkit.training.stages import fit_stage
 
     start = time.perf_counter()
     pool, trained = after_pooling(head)
@@ -244,8 +244,8 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     import keras
     import tensorflow as tf
 
-    from graftkit.checkpoint import restore_training
-    from graftkit.stages import StageResult, Stopper, compile_for
+    from graftkit.training.checkpoint import restore_training
+    from graftkit.training.stages import StageResult, Stopper, compile_for
 
     compile_for(head, learning_rate)  # as fit_stage leaves it; the update below is the same Adam, fused
     adam = _FusedAdam(head.trainable_variables, learning_rate)
@@ -339,7 +339,7 @@ def predict_features(head, features, *, batch_size: int = 256) -> np.ndarray:
         >>> predict_features(build_head((4,), 3), np.zeros((5, 4), "float32")).shape
         (5, 3)
     """
-    from graftkit.infer import compiled_forward
+    from graftkit.model.infer import compiled_forward
 
     forward = compiled_forward(head)
     outputs = [forward(np.asarray(features[i:i + batch_size], np.float32)).numpy()

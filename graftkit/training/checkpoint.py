@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from graftkit import runfiles
+from graftkit import runfolder
 from graftkit.errors import GraftError
+from graftkit.files import atomic_write_text, temporary_beside
 
-CHECKPOINT_FILE = runfiles.CHECKPOINT_FILE
-UNFINISHED_FILE = runfiles.UNFINISHED_FILE
+CHECKPOINT_FILE = runfolder.CHECKPOINT_FILE
+UNFINISHED_FILE = runfolder.UNFINISHED_FILE
 FORMAT = 1
 
 
@@ -58,7 +59,7 @@ class Resume:
     """What an interrupted run had done: finished stages, and the stage under way.
 
     Attributes:
-        done: one dict per finished stage (the fields of :class:`graftkit.stages.StageResult`).
+        done: one dict per finished stage (the fields of :class:`graftkit.training.stages.StageResult`).
         head_weights: the head's weights after the head stage (fine-tuning's roll-back point).
         final_weights: the whole model's weights once every stage was done.
         current: the stage under way, or None.
@@ -113,13 +114,13 @@ class Checkpointer:
     def record(self, stage: str, epoch: int, history: dict, model, optimizer_slots, stopper) -> None:
         """Record, after ``epoch``, what ``model``, its optimizer (its slot variables) and ``stopper`` hold.
 
-        ``stopper`` is a :class:`graftkit.stages.Stopper`; :func:`restore_training` puts it all back.
+        ``stopper`` is a :class:`graftkit.training.stages.Stopper`; :func:`restore_training` puts it all back.
         """
         self.epoch_done(stage, epoch, history, model.get_weights(), [v.numpy() for v in optimizer_slots],
                         stopper.state(), stopper.best_weights, [v.numpy() for v in _seed_states(model)])
 
     def stage_done(self, result, *, head_weights: list | None = None, final_weights: list | None = None) -> None:
-        """Record a finished stage (a :class:`graftkit.stages.StageResult`) and the weights it left."""
+        """Record a finished stage (a :class:`graftkit.training.stages.StageResult`) and the weights it left."""
         self.resume.done = [r for r in self.resume.done if r["name"] != result.name] + [asdict(result)]
         if head_weights is not None:
             self.resume.head_weights = head_weights
@@ -143,7 +144,7 @@ class Checkpointer:
             arrays.update(_numbered("best", current.best_weights))
             arrays.update(_numbered("seeds", current.seeds))
         arrays["state"] = np.array(json.dumps(state, default=_plain))
-        with runfiles.temporary_beside(self.path, suffix=".npz") as tmp:
+        with temporary_beside(self.path, suffix=".npz") as tmp:
             with open(tmp, "wb") as file:
                 np.savez(file, **arrays)
 
@@ -234,7 +235,7 @@ def mark_unfinished(run_dir: Path) -> None:
     _STARTED.append(run_dir)
     release(run_dir)
     marker = run_dir / UNFINISHED_FILE
-    runfiles.atomic_write_text(marker, f"This run has not finished. Continue it with: graft train --resume {run_dir}\n")
+    atomic_write_text(marker, f"This run has not finished. Continue it with: graft train --resume {run_dir}\n")
     handle = open(marker)
     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel when the process dies
     _LOCKS[run_dir.resolve()] = handle

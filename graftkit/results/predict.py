@@ -31,20 +31,42 @@ def predict_files(model, paths: list[str], class_names: list[str], *, top_k: int
         >>> next(rows)["label"]  # doctest: +SKIP
         'cat'
     """
-    from graftkit.data import make_dataset
-    from graftkit.infer import compiled_forward
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.model.infer import input_size
+
+    dataset = make_dataset(paths, image_size=input_size(model), batch_size=batch_size).with_options(_steady())
+    yield from _rows(model, dataset, paths, class_names, top_k, progress)
+
+
+def predict_arrays(model, pixels, class_names: list[str], *, top_k: int = 3, batch_size: int = 32) -> Iterator[dict]:
+    """Like :func:`predict_files` for RGB arrays (0..255), resized as training resized its images;
+    ``path`` is each array's index.
+
+    Example:
+        >>> rows = predict_arrays(model, np.zeros((2, 224, 224, 3)), ["cat", "dog"])  # doctest: +SKIP
+    """
+    from graftkit.data.decode import resize_pixels
+    from graftkit.model.infer import input_size
+
+    size = input_size(model)
+    images = list(pixels[None] if isinstance(pixels, np.ndarray) and pixels.ndim == 3 else pixels)
+    batches = (np.stack([resize_pixels(p, size) for p in images[i:i + batch_size]])
+               for i in range(0, len(images), batch_size))
+    yield from _rows(model, batches, list(range(len(images))), class_names, top_k, None)
+
+
+def _rows(model, batches, names, class_names, top_k, progress) -> Iterator[dict]:
+    from graftkit.model.infer import compiled_forward
 
     forward = compiled_forward(model)
-    size = int(model.inputs[0].shape[1])
     k = max(1, min(top_k, len(class_names)))
-    dataset = make_dataset(paths, image_size=size, batch_size=batch_size).with_options(_steady())
     start = 0
-    for images in dataset:
+    for images in batches:
         probabilities = forward(images).numpy()
         for offset, row in enumerate(probabilities):
             order = np.argsort(-row)[:k]
             yield {
-                "path": paths[start + offset],
+                "path": names[start + offset],
                 "label": class_names[order[0]],
                 "probability": float(row[order[0]]),
                 "top_k": [(class_names[i], float(row[i])) for i in order],

@@ -6,7 +6,6 @@ import weakref
 
 import numpy as np
 
-
 _TRACES = weakref.WeakKeyDictionary()  # model -> its compiled forward pass, traced once
 
 
@@ -30,9 +29,8 @@ def compiled_forward(model, *, input_shape=None):
         >>> compiled_forward(m).traced is compiled_forward(m).traced  # one trace per model
         True
     """
-    import tensorflow as tf
-
     import keras
+    import tensorflow as tf
 
     is_model = isinstance(model, keras.layers.Layer)
     traced = _TRACES.get(model) if is_model else None
@@ -85,3 +83,14 @@ def predict_dataset(model, dataset, *, progress=None) -> np.ndarray:
         if progress:
             progress(done)
     return np.concatenate(outputs) if outputs else np.zeros((0,) + tuple(model.output.shape[1:]), "float32")
+
+
+def input_size(model) -> int:
+    """The side of the square images a graftkit model takes (its input is ``(None, size, size, 3)``).
+
+    Example:
+        >>> import keras
+        >>> input_size(keras.Sequential([keras.Input((96, 96, 3)), keras.layers.Flatten()]))
+        96
+    """
+    return int(model.inputs[0].shape[1])

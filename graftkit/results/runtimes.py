@@ -55,8 +55,8 @@ def load_runner(path: str | Path, format: str | None = None) -> Runner:
 
 
 def _keras(path: Path) -> Runner:
-    from graftkit.infer import compiled_forward
-    from graftkit.runfiles import load_trained
+    from graftkit.model.infer import compiled_forward
+    from graftkit.results.trained import load_trained
 
     model, _ = load_trained(path)
     forward = compiled_forward(model)

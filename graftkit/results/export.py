@@ -116,7 +116,7 @@ def export_model(model, path: str | Path, format: str, *, check_images, quantize
     bound = MAX_DIFFERENCE.get(quantize) if max_difference is None else max_difference
     with _beside(path, is_folder=format == "savedmodel") as tmp:
         _write(model, tmp, format, quantize, calibration_images)
-        from graftkit.runtimes import load_runner
+        from graftkit.results.runtimes import load_runner
 
         check = compare(model, load_runner(tmp, format), check_images, min_agreement=limit, max_allowed=bound)
         if not check.passed:
@@ -154,8 +154,11 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
         >>> e.check.agreement >= 0.9  # doctest: +SKIP
         True
     """
-    from graftkit.data import make_dataset
-    from graftkit.runfiles import CLASSES_FILE, atomic_write_json, load_trained
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.files import atomic_write_json
+    from graftkit.model.infer import input_size
+    from graftkit.results.trained import load_trained
+    from graftkit.runfolder import CLASSES_FILE
 
     _check_options(format, quantize)
     _check_limits(min_agreement, max_difference)
@@ -166,7 +169,7 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
     model, class_names = load_trained(run)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     check_paths, calibration_paths = _images_for(run_dir, data, check_count, calibration_count, seed)
-    size = int(model.inputs[0].shape[1])
+    size = input_size(model)
 
     def batches(paths):
         return (batch.numpy() for batch in make_dataset(paths, image_size=size, batch_size=batch_size))
@@ -195,8 +198,8 @@ def default_name(format: str, quantize: str = "none") -> str:
 
 def _images_for(run_dir: Path, data, check_count: int, calibration_count: int, seed: int):
     """(check paths, calibration paths): from ``data`` if given, else the run's validation / training split."""
-    from graftkit.config import TrainConfig
-    from graftkit.data import list_images, load_split
+    from graftkit.data.layout import list_images
+    from graftkit.results.trained import split_files
 
     rng = np.random.default_rng(seed)
 
@@ -207,16 +210,12 @@ def _images_for(run_dir: Path, data, check_count: int, calibration_count: int, s
     if data is not None:
         paths = list_images([str(data)])
         return sample(paths, check_count), sample(paths, calibration_count)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise GraftError(f"'{run_dir}' has no config.json naming the images to check the export on: "
-                         "pass --data FOLDER")
-    config = TrainConfig.from_file(config_path)
-    if not Path(config.data).is_dir():
-        raise GraftError(f"the run's data folder '{config.data}' is gone: pass --data FOLDER of images "
-                         "to check the export on")
-    split = load_split(config.data, val_split=config.val_split, seed=config.seed)
-    return sample(split.val.paths, check_count), sample(split.train.paths, calibration_count)
+    split = split_files(run_dir)
+    val, train = [p for p, _ in split["val"]], [p for p, _ in split["train"]]
+    missing = next((p for p in val + train if not Path(p).is_file()), None)
+    if missing:
+        raise GraftError(f"the run's image '{missing}' is gone: pass --data FOLDER of images to check the export on")
+    return sample(val, check_count), sample(train, calibration_count)
 
 
 def compare(model, runner, batches, *, min_agreement: float, max_allowed: float | None = None) -> ExportCheck:
@@ -228,7 +227,7 @@ def compare(model, runner, batches, *, min_agreement: float, max_allowed: float 
         >>> compare(m, lambda x: m(x).numpy(), [np.ones((5, 3), "float32")], min_agreement=1).passed
         True
     """
-    from graftkit.infer import compiled_forward
+    from graftkit.model.infer import compiled_forward
 
     forward = compiled_forward(model)
     same = count = 0
@@ -319,7 +318,7 @@ def _write_onnx(model, path: Path) -> None:
 def _beside(target: Path, *, is_folder: bool):
     """A temporary path beside ``target``, moved onto it when the block succeeds, removed when not."""
     if not is_folder:
-        from graftkit.runfiles import temporary_beside
+        from graftkit.files import temporary_beside
 
         with temporary_beside(target, suffix=target.suffix or ".tmp") as tmp:
             yield tmp

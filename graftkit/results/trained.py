@@ -1,0 +1,186 @@
+"""A trained run: its model, classes and scores, loaded back from a run folder, with the CLI's verbs as methods."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graftkit.errors import GraftError
+from graftkit.runfolder import (
+    CLASSES_FILE,
+    CONFIG_FILE,
+    MODEL_FILE,
+    SPLIT_FILE,
+    UNFINISHED_FILE,
+)
+
+
+@dataclass
+class Run:
+    """A trained classifier and what its run left: what ``graftkit.train`` returns and ``graftkit.load`` reads back.
+
+    Attributes:
+        model: the Keras model (RGB pixels 0..255 in, class probabilities out; see ``input_contract``).
+        class_names: class names in output order.
+        metrics: validation scores (see :func:`graftkit.results.evaluate.score`) plus timings.
+        stages: what each training stage did (empty for a loaded run; see ``metrics["stages"]``).
+        config: the options the run ran with (a dict, as in ``config.json``).
+        run_dir: the run folder, or None for a bare model file.
+        mistakes: the validation images the model was surest of and wrong about.
+
+    Example:
+        >>> run = graftkit.load("runs/ants")  # doctest: +SKIP
+        >>> run.predict(["bee.jpg"])[0]["label"]  # doctest: +SKIP
+        'bees'
+    """
+
+    model: object
+    class_names: list[str]
+    metrics: dict = field(default_factory=dict)
+    stages: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    run_dir: Path | None = None
+    mistakes: list = field(default_factory=list)
+
+    @property
+    def image_size(self) -> int:
+        """The side of the square RGB images the model takes."""
+        from graftkit.model.infer import input_size
+
+        return input_size(self.model)
+
+    @property
+    def input_contract(self) -> dict:
+        """What to feed the model in your own code: shape, channel order, value range, resize filter."""
+        from graftkit.runfolder import input_contract
+
+        return input_contract(self.image_size, self.metrics.get("base", {}).get("preprocessing", "inside the model"))
+
+    def predict(self, inputs, *, top_k: int = 3, batch_size: int = 32, strict: bool = False) -> list[dict]:
+        """Classify image files, folders of them, or pixel arrays (``H x W x 3``, or a batch of them).
+
+        Files are decoded and resized exactly as in training (EXIF rotation, RGB, bilinear to the
+        input size); arrays of another size are resized with the same filter. Returns one dict per
+        image: ``path`` (or the array's index), ``label``, ``probability`` and ``top_k``.
+        """
+        from graftkit.results.predict import predict_arrays, predict_files
+
+        if _is_pixels(inputs):
+            return list(predict_arrays(self.model, inputs, self.class_names, top_k=top_k, batch_size=batch_size))
+        from graftkit.data.check import check_images
+        from graftkit.data.layout import list_images
+
+        items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+        paths, _ = check_images(list_images([str(p) for p in items]), strict=strict)
+        return list(predict_files(self.model, paths, self.class_names, top_k=top_k, batch_size=batch_size))
+
+    def evaluate(self, data, *, batch_size: int = 32, strict: bool = False) -> dict:
+        """Score the model on a labelled folder (its ``val/`` part when it is split); returns the scores."""
+        from graftkit.data.layout import labelled_images
+        from graftkit.results.evaluate import evaluate_images
+
+        images = labelled_images(data, self.class_names, strict=strict)
+        scores, _ = evaluate_images(self.model, images, batch_size=batch_size)
+        return scores
+
+    def export(self, format: str = "tflite", **options):
+        """Export the model (``keras``, ``savedmodel``, ``tflite``, ``onnx``), checked against it;
+        options as for :func:`graftkit.results.export.export_run`."""
+        from graftkit.results.export import export_run
+
+        if self.run_dir is None:
+            raise GraftError("this run has no run folder to export from: train with an --out folder, or load one")
+        return export_run(self.run_dir, format, **options)
+
+
+def _is_pixels(inputs) -> bool:
+    import numpy as np
+
+    return isinstance(inputs, np.ndarray) or (
+        isinstance(inputs, (list, tuple)) and bool(inputs) and isinstance(inputs[0], np.ndarray))
+
+
+def load(path: str | Path) -> Run:
+    """A finished run (a run folder, or a ``model.keras`` file) as a :class:`Run`.
+
+    Example:
+        >>> run = load("runs/ants")  # doctest: +SKIP
+        >>> run.class_names  # doctest: +SKIP
+        ['ants', 'bees']
+    """
+    model, class_names = load_trained(path)
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    run_dir = folder if (folder / CONFIG_FILE).is_file() else None
+    return Run(model=model, class_names=class_names, metrics=_read_json(folder / "metrics.json") or {},
+               config=_read_json(folder / CONFIG_FILE) or {}, run_dir=run_dir)
+
+
+def split_files(run_dir: str | Path) -> dict:
+    """The run's ``split.json``: ``{"train": [[path, label], ...], "val": [...], "class_names": [...]}``."""
+    split = _read_json(Path(run_dir) / SPLIT_FILE)
+    if split is None:
+        raise GraftError(f"'{run_dir}' has no {SPLIT_FILE} naming its images (a run from an older graftkit): "
+                         "pass --data FOLDER")
+    return split
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_trained(path: str | Path):
+    """Load a model trained by graftkit and its class names from a run folder or a ``.keras`` file.
+
+    The model is plain Keras: it loads without graftkit too (see the README). A model from an
+    older graftkit, which held graftkit's own preprocessing layer, still loads here.
+
+    Returns:
+        ``(model, class_names)``; class names fall back to ``class_0 ...`` when no
+        ``classes.json`` lies beside the model.
+    """
+    import keras
+
+    path = Path(path)
+    model_path = path / MODEL_FILE if path.is_dir() else path
+    if not model_path.is_file() and (model_path.parent / UNFINISHED_FILE).is_file():
+        raise GraftError(f"the run in '{model_path.parent}' has not finished: continue it with "
+                         f"graft train --resume {model_path.parent}")
+    if not model_path.is_file():
+        raise GraftError(f"no trained model at '{path}': pass a run folder or its {MODEL_FILE}")
+    try:
+        model = keras.saving.load_model(model_path, compile=False,
+                                        custom_objects={"graftkit>Preprocess": _legacy_preprocess()})
+    except Exception as error:  # Keras raises many types for a file that is not a model
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise GraftError(f"cannot load model '{model_path}' ({reason}): pass a model saved by graftkit") from None
+    class_names = _read_json(model_path.parent / CLASSES_FILE)
+    if class_names is None:
+        class_names = [f"class_{i}" for i in range(model.output.shape[-1])]
+    return model, class_names
+
+
+def _legacy_preprocess():
+    """The preprocessing layer of models saved by graftkit before it used built-in Keras layers."""
+    import keras
+
+    from graftkit.bases.preprocess import MODES
+
+    class Preprocess(keras.layers.Layer):
+        def __init__(self, mode: str = "none", **kwargs):
+            super().__init__(**kwargs)
+            self.mode = mode
+
+        def call(self, inputs):
+            offset, scale, to_bgr = MODES[self.mode]
+            x = keras.ops.cast(inputs, self.compute_dtype)
+            x = (x - keras.ops.convert_to_tensor(offset, x.dtype)) / keras.ops.convert_to_tensor(scale, x.dtype)
+            return keras.ops.flip(x, axis=-1) if to_bgr else x
+
+        def get_config(self):
+            return {**super().get_config(), "mode": self.mode}
+
+    return Preprocess

@@ -1,0 +1,83 @@
+"""The run folder's layout: the names of its files, creating it, and cleaning what a killed process left."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from graftkit.errors import GraftError
+
+MODEL_FILE = "model.keras"
+CLASSES_FILE = "classes.json"
+CONFIG_FILE = "config.json"  # the options as the run ran, written once before training
+SPLIT_FILE = "split.json"  # the training and validation files with their labels, written once
+INPUTS_FILE = "inputs.json"  # the model's input contract: size, resize filter, channel order, value range
+UNFINISHED_FILE = "UNFINISHED"  # in a run folder from the start of a run until its model is written
+CHECKPOINT_FILE = "checkpoint.npz"  # the state after a run's last completed epoch (graftkit.training.checkpoint)
+
+
+def new_run_dir(out: str | Path | None, label: str) -> Path:
+    """Create the run folder: ``out`` if given (must not hold a finished run), else ``runs/<time>-<label>``.
+
+    Example:
+        >>> import tempfile; d = new_run_dir(Path(tempfile.mkdtemp()) / "run", "demo")
+        >>> d.is_dir()
+        True
+    """
+    if out is None:
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(label).stem)
+        out = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
+    path = Path(out)
+    if (path / MODEL_FILE).exists():
+        raise GraftError(f"run folder '{path}' already holds a trained model: pass another --out or remove it")
+    if (path / UNFINISHED_FILE).exists():
+        raise GraftError(f"run folder '{path}' holds an unfinished run: continue it with "
+                         f"graft train --resume {path}, or pass another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GraftError(f"cannot create run folder '{path}': {error.strerror}") from None
+    return path
+
+
+RUN_FILES = (MODEL_FILE, CLASSES_FILE, CONFIG_FILE, SPLIT_FILE, INPUTS_FILE, UNFINISHED_FILE, CHECKPOINT_FILE,
+             "history.json", "metrics.json", "curves.png", "confusion.png", "report.html")
+
+
+def remove_leftovers(folder: Path) -> int:
+    """Delete the temporary files a killed process left in a run folder (see :class:`temporary_beside`).
+
+    Only ``.NAME.XXXXXXXX.SUFFIX`` files of graftkit's own run files are touched.
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp())
+        >>> _ = (d / ".model.keras.x1y2z3w4.keras").write_text(""); _ = (d / ".env.local").write_text("")
+        >>> remove_leftovers(d), sorted(p.name for p in d.iterdir())
+        (1, ['.env.local'])
+    """
+    names = "|".join(re.escape(name) for name in RUN_FILES)
+    pattern = re.compile(rf"\.({names})\.[a-z0-9_]{{8}}\.[a-z.]+")
+    removed = 0
+    for path in Path(folder).iterdir():
+        if pattern.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def input_contract(image_size: int, preprocessing: str, channels: int = 3) -> dict:
+    """What the saved model takes, for ``inputs.json`` and the README: feed it exactly this.
+
+    Example:
+        >>> input_contract(224, "lite")["shape"]
+        [224, 224, 3]
+    """
+    return {
+        "shape": [image_size, image_size, channels],
+        "channel_order": "RGB" if channels == 3 else "grayscale",
+        "value_range": [0, 255],
+        "dtype": "float32",
+        "resize": "bilinear, to exactly the shape (aspect ratio not kept), after EXIF rotation",
+        "preprocessing": f"'{preprocessing}', inside the model: do not scale the pixels yourself",
+    }

@@ -1,0 +1,215 @@
+"""A training run from start to end: data, base, head stage, fine-tuning, scores, run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import time
+from pathlib import Path
+
+from graftkit import log, runfolder
+from graftkit.config import TrainConfig
+from graftkit.errors import GraftError
+from graftkit.files import atomic_save_model, atomic_write_json, atomic_write_text
+from graftkit.results.trained import Run
+
+
+def train_config(config: TrainConfig, resume=None) -> Run:
+    """Run the training described by a validated :class:`TrainConfig`.
+
+    ``resume`` (a :class:`graftkit.checkpoint.Resume`) continues an interrupted run in its own
+    folder, ``config.out``; see :func:`resume`.
+    """
+    import keras
+
+    from graftkit.bases.loader import load_base
+    from graftkit.data.layout import load_split
+    from graftkit.data.pipeline import class_weights, make_dataset
+    from graftkit.model.freeze import parse_freeze
+    from graftkit.model.head import assemble, build_head
+    from graftkit.results.evaluate import evaluate_images, format_scores
+    from graftkit.training import checkpoint
+    from graftkit.training.stages import fine_tune_stage, fit_stage
+
+    keras.utils.set_random_seed(config.seed)  # the same seed gives the same run
+    started = time.perf_counter()
+    split = load_split(config.data, val_split=config.val_split, seed=config.seed, strict=config.strict)
+    log.info(f"data: {len(split.train)} training and {len(split.val)} validation images, "
+             f"{len(split.class_names)} classes ({split.how})")
+    base = load_base(config.base, image_size=config.image_size, weights=config.weights, cut=config.cut,
+                     preprocessing=config.preprocessing, trust=config.trust_model)
+    log.info(f"base: {base.source} cut at '{base.cut}' -> features {base.feature_shape}, "
+             f"preprocessing '{base.preprocessing}', weights {base.weights}")
+    if resume is None:
+        run_dir = runfolder.new_run_dir(config.out, Path(config.base).name)
+        _start_run(run_dir, config, split, base)
+        log.info(f"run folder: {run_dir} (if the run is interrupted: graft train --resume {run_dir})")
+    else:
+        run_dir = Path(config.out)
+        _same_classes(run_dir, split.class_names)
+    digest = checkpoint.data_digest(split, config.data)
+    if resume is not None and resume.data not in (None, digest):
+        raise GraftError(f"the images in '{config.data}' are not those the run in '{run_dir}' started with (some "
+                         "were added, removed or renamed): put them back as they were, or start a new run")
+    saver = checkpoint.Checkpointer(run_dir, resume, data=digest)
+    resume = resume or checkpoint.Resume()
+
+    head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
+                      hidden=config.hidden, dropout=config.dropout, seed=config.seed)
+    model = assemble(base, head, train_bn=config.train_bn)
+    train_data = make_dataset(split.train.paths, split.train.labels, image_size=base.image_size,
+                              batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                              augment=config.augment)
+    val_data = make_dataset(split.val.paths, split.val.labels, image_size=base.image_size,
+                            batch_size=config.batch_size)
+    weights = class_weights(split.train.labels, len(split.class_names)) if config.class_weights == "auto" else None
+    if weights:
+        log.info("classes are imbalanced: weighting the loss by " +
+                 ", ".join(f"{split.class_names[i]} {w:.2f}" for i, w in weights.items()))
+
+    stages = []
+    cached = None
+    logs = _tensorboard(config, run_dir)
+    base.model.trainable = False
+    head_done = resume.finished("head")
+    if head_done:
+        stages.append(_stage_result(head_done))
+        checkpoint.put_back(head, resume.head_weights)
+    elif config.epochs and config.feature_cache != "off":
+        from graftkit.training.head_stage import cached_head_stage, choose_views
+
+        views, why = choose_views(config.aug_views, config.augment)
+        log.info(f"head stage on cached base features: {why}")
+        result, cached = cached_head_stage(
+            base, head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
+            learning_rate=config.lr, patience=config.patience, class_weight=weights,
+            cache=config.feature_cache, memory_budget_mb=config.feature_memory_mb, seed=config.seed,
+            callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head"))
+        stages.append(result)
+    elif config.epochs:
+        stages.append(fit_stage("head", model, train_data, val_data, epochs=config.epochs,
+                                learning_rate=config.lr, patience=config.patience, class_weight=weights,
+                                callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head")))
+    if config.epochs and not head_done:
+        saver.stage_done(stages[-1], head_weights=head.get_weights())
+    freeze = parse_freeze(config.freeze)
+    fine_tune_done = resume.finished("fine_tune")
+    if fine_tune_done:
+        stages.append(_stage_result(fine_tune_done))
+        checkpoint.put_back(model, resume.final_weights)
+    elif config.fine_tune_epochs and freeze.kind != "all":
+        baseline = stages[-1].best_val_loss if stages else float("inf")
+        stages.append(fine_tune_stage(model, base.model, train_data, val_data, freeze=freeze,
+                                      train_bn=config.train_bn, epochs=config.fine_tune_epochs,
+                                      learning_rate=config.fine_tune_lr, patience=config.patience,
+                                      class_weight=weights, baseline_val_loss=baseline,
+                                      callbacks=logs("fine_tune"), checkpoint=saver,
+                                      resume=resume.state_of("fine_tune")))
+        saver.stage_done(stages[-1], final_weights=model.get_weights())
+    elif config.fine_tune_epochs:
+        log.info("--freeze all: no fine-tuning stage")
+
+    if cached is not None and not any(s.name == "fine_tune" and s.kept for s in stages):
+        from graftkit.results.evaluate import score
+        from graftkit.training.head_stage import predict_features
+
+        # The base is as it was when the features were cached: the head on them is the full model.
+        probabilities = predict_features(cached.model, cached.val)
+        scores = score(split.val.labels, probabilities, split.class_names)
+    else:
+        scores, probabilities = evaluate_images(model, split.val, batch_size=config.batch_size)
+    metrics = {
+        **scores,
+        "stages": {s.name: {"best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss,
+                            "val_accuracy": s.history.get("val_accuracy", [None])[s.best_epoch - 1],
+                            "seconds": round(s.seconds, 2), "trainable_params": s.trainable_params,
+                            "kept": s.kept} for s in stages},
+        "seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "train_images": len(split.train),
+        "val_images": len(split.val),
+        "skipped_images": {"count": len(split.skipped),
+                           "files": [{"path": path, "reason": reason} for path, reason in split.skipped]},
+        "duplicate_images": {"count": len(split.duplicates),
+                             "pairs": [{"train": seen, "val": copy} for seen, copy in split.duplicates]},
+        "base": {"source": base.source, "cut": base.cut, "feature_shape": list(base.feature_shape),
+                 "preprocessing": base.preprocessing, "weights": str(base.weights), "image_size": base.image_size},
+    }
+    from graftkit.results.report import confident_mistakes
+
+    run = Run(model=model, class_names=split.class_names, metrics=metrics, stages=stages,
+              config=dataclasses.asdict(config), run_dir=run_dir,
+              mistakes=confident_mistakes(split.val.paths, split.val.labels, probabilities, split.class_names))
+    write_run(run)
+    log.info(format_scores(scores))
+    log.info(f"run folder: {run_dir}")
+    return run
+
+
+def _start_run(run_dir: Path, config: TrainConfig, split, base) -> None:
+    """What a run writes once, before training: its options, classes, files and input contract, then
+    the unfinished marker. Paths are made absolute, so that ``--resume`` works from any folder.
+    """
+    from graftkit.bases.loader import is_model_file
+    from graftkit.training.checkpoint import mark_unfinished
+
+    config.data = str(Path(config.data).resolve())
+    if is_model_file(config.base):  # not a named base
+        config.base = str(Path(config.base).resolve())
+    if config.weights and Path(config.weights).is_file():  # not "imagenet" or "none"
+        config.weights = str(Path(config.weights).resolve())
+    config.out = str(run_dir.resolve())
+    atomic_write_text(run_dir / runfolder.CONFIG_FILE, config.to_json() + "\n")
+    atomic_write_json(run_dir / runfolder.CLASSES_FILE, split.class_names)
+    atomic_write_json(run_dir / runfolder.SPLIT_FILE, {
+        "how": split.how, "class_names": split.class_names,
+        **{part: [[str(Path(path).resolve()), int(label)] for path, label in zip(images.paths, images.labels)]
+           for part, images in (("train", split.train), ("val", split.val))}})
+    atomic_write_json(run_dir / runfolder.INPUTS_FILE, runfolder.input_contract(base.image_size, base.preprocessing))
+    mark_unfinished(run_dir)
+
+
+def _same_classes(run_dir: Path, class_names: list[str]) -> None:
+    """A resumed run must see the classes it started with."""
+    try:
+        before = json.loads((run_dir / runfolder.CLASSES_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if before != class_names:
+        raise GraftError(f"the data's classes are now {class_names}, the run in '{run_dir}' started with {before}: "
+                         "put the data back as it was, or start a new run")
+
+
+def _stage_result(values: dict):
+    """A :class:`graftkit.stages.StageResult` from its checkpointed fields."""
+    from graftkit.training.stages import StageResult
+
+    return StageResult(**values)
+
+
+def _tensorboard(config: TrainConfig, run_dir: Path):
+    """``stage name -> callbacks``: a TensorBoard callback logging to ``run_dir/logs/<stage>`` with --tensorboard."""
+    if not config.tensorboard:
+        return lambda stage: []
+    import keras
+
+    log.info(f"TensorBoard logs in {run_dir / 'logs'} (view: tensorboard --logdir {run_dir / 'logs'})")
+    return lambda stage: [keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs" / stage))]
+
+
+def write_run(run: Run) -> None:
+    """Write a run's files; the model last, so a folder with ``model.keras`` is always complete."""
+    from graftkit.results.plots import plot_confusion, plot_curves
+    from graftkit.training.checkpoint import mark_finished
+
+    folder = run.run_dir
+    atomic_write_json(folder / "history.json", {s.name: s.history for s in run.stages})
+    atomic_write_json(folder / "metrics.json", run.metrics)
+    plot_curves([{"name": s.name, "history": s.history} for s in run.stages], folder / "curves.png")
+    plot_confusion(run.metrics["confusion_matrix"], run.class_names, folder / "confusion.png")
+    from graftkit.results.report import write_run_report
+
+    write_run_report(folder, metrics=run.metrics, config=run.config, mistakes=run.mistakes)
+    atomic_save_model(run.model, folder / runfolder.MODEL_FILE)
+    mark_finished(folder)
