@@ -138,7 +138,7 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int | 
     candidates, missing = _candidates(bases)
     log.info(f"probing {len(candidates)} base{'s' * (len(candidates) != 1)} on {len(paths)} images "
              f"({folds}-fold cross-validated logistic regression on pooled features)")
-    probed = [_probe(name, paths, labels, image_size=image_size, folds=folds, seed=seed, trust=trust_model)
+    probed = [_probe(name, paths, labels, image_size=image_size, folds=folds, seed=seed, trust_model=trust_model)
               for name in candidates]
     ranked = sorted((c for c in probed if c.accuracy is not None), key=lambda c: -c.accuracy)
     failed = [c for c in probed if c.accuracy is None]
@@ -258,13 +258,13 @@ def _candidates(bases) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 
-def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust: bool) -> Candidate:
+def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust_model: bool) -> Candidate:
     """One base probed; a base that cannot be loaded or run comes back with the reason as its note."""
     from graftkit.bases.loader import load_base
     from graftkit.features.extract import extract_features
 
     try:
-        base = load_base(name, image_size=image_size, trust=trust)
+        base = load_base(name, image_size=image_size, trust_model=trust_model)
         pool = "avg" if len(base.feature_shape) in (2, 3) else None
         features = extract_features(base, paths, pool=pool)
     except GraftError as error:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import json
 import logging
 import sys
 import warnings
 
-from graftkit.config import DEFAULT_BASE, FALLBACK_BASE
 from graftkit.errors import GraftError
 
 EPILOG = "Errors are one line on stderr with exit code 2; `graft COMMAND -h` shows each command's options."
@@ -17,16 +18,20 @@ EPILOG = "Errors are one line on stderr with exit code 2; `graft COMMAND -h` sho
 def main(argv: list[str] | None = None) -> int:
     """Run the ``graft`` command; returns the exit code.
 
+    Options are checked before TensorFlow is imported, so a mistake costs a moment, not a start-up.
+
     Example:
         >>> main(["bases", "--names"])  # doctest: +SKIP
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
     from graftkit import log
-    from graftkit.settings import import_tensorflow_quietly
 
-    import_tensorflow_quietly()
-
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = _parse(parser, argv)
+    except _UsageError as error:
+        print(error.parser.format_usage().rstrip() + f"\n{error.parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     log.set_quiet(getattr(args, "quiet", False))
     # Pillow warns of damaged metadata in files it still reads ("Corrupt EXIF data", "Tag data
     # larger than file"); graftkit names each file it cannot read, so these are noise here.
@@ -43,6 +48,60 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _UsageError(Exception):
+    def __init__(self, parser, message: str):
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with no abbreviated flags and errors raised (to be printed with the subcommand's usage)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, formatter_class=_Help, **kwargs)
+
+    def error(self, message):
+        raise _UsageError(self, message)
+
+
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, where it has one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "(default" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]):
+    """Parse ``argv``; an unknown command or flag names the nearest known one."""
+    commands = parser._graft_commands
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        raise _UsageError(parser, f"unknown command '{argv[0]}'{_did_you_mean(argv[0], commands)}")
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command = commands[argv[0]] if argv and argv[0] in commands else parser
+        flags = [flag for action in command._actions for flag in action.option_strings]
+        unknown = next((e for e in extras if e.startswith("-")), extras[0])
+        name = unknown.split("=")[0]
+        raise _UsageError(command, f"unknown option '{name}'{_did_you_mean(name, flags)}")
+    return args
+
+
+def _did_you_mean(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f": did you mean {' or '.join(close)}?" if close else ""
+
+
+def _heavy() -> None:
+    """Import TensorFlow, its start-up chatter hidden: called once the options have been checked."""
+    from graftkit.settings import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+
+
 def _not_retracing(record) -> bool:
     """Drop TensorFlow's "retracing" warning: one compiled forward pass per model is by design, and
     comparing several bases (``graft advise``) traces the same code once for each."""
@@ -51,87 +110,41 @@ def _not_retracing(record) -> bool:
 
 def _resume_hint(args) -> str:
     """How to continue a training run that was interrupted, when one was under way."""
-    from graftkit import checkpoint
+    if args.run is not _train:
+        return ""
+    from graftkit.training import checkpoint
 
-    folder = (checkpoint.started_here() or getattr(args, "resume", None)) if args.run is _train else None
+    folder = checkpoint.started_here() or getattr(args, "resume", None)
     if folder and checkpoint.is_unfinished(folder):
         return f": continue with graft train --resume {folder}"
     return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="graft", description="Transfer learning for your own models on TensorFlow / Keras 3.", epilog=EPILOG)
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    """The ``graft`` argument parser; ``graft train``'s options come from :class:`graftkit.config.TrainConfig`."""
+    parser = _Parser(prog="graft", description="Transfer learning for your own models on TensorFlow / Keras 3.",
+                     epilog=EPILOG)
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND", parser_class=_Parser)
+    parser._graft_commands = commands.choices
 
     train = commands.add_parser("train", help="train a classifier on a folder of images",
                                 description="Train a head on a frozen base, then fine-tune the top of the base.")
-    train.add_argument("data", nargs="?",
-                       help="folder of class subfolders, or of train/ and val/ folders of them")
-    train.add_argument("--resume", metavar="RUN_DIR",
+    _add_config_options(train)
+    train.add_argument("--resume", metavar="RUN_DIR", default=argparse.SUPPRESS,
                        help="continue an interrupted run from its last completed epoch, with its own settings "
                             "(give no data and no other option)")
-    train.add_argument("--base", help="base name (see `graft bases`) or a .keras/.h5/SavedModel path "
-                                      f"(default {DEFAULT_BASE} when installed, else {FALLBACK_BASE})")
-    train.add_argument("--weights", default="imagenet",
-                       help="imagenet (found offline first), a weights file, or none for random weights")
-    train.add_argument("--cut", help="layer to cut the base at (see `graft inspect`)")
-    train.add_argument("--freeze", default="last:30%",
-                       help="what stays frozen while fine-tuning: all, none, last:N, last:P%%, from:LAYER "
-                            "(default last:30%% = fine-tune the top 30%% of layers)")
-    train.add_argument("--train-bn", action="store_true",
-                       help="let BatchNorm layers update their statistics while fine-tuning (off: safer)")
-    train.add_argument("--epochs", type=int, default=10, help="most epochs of the head stage (default 10)")
-    train.add_argument("--fine-tune-epochs", type=int, default=10,
-                       help="most epochs of fine-tuning; 0 skips it (default 10)")
-    train.add_argument("--lr", type=float, default=1e-3, help="head-stage learning rate (default 0.001)")
-    train.add_argument("--fine-tune-lr", type=float, help="fine-tuning learning rate (default lr / 10)")
-    train.add_argument("--image-size", type=int, help="square input size (default: the base's own)")
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--hidden", type=int, nargs="*", default=[], metavar="UNITS",
-                       help="hidden Dense layer sizes of the head (default none)")
-    train.add_argument("--dropout", type=float, default=0.2)
-    train.add_argument("--pooling", default="avg", choices=["avg", "max"])
-    train.add_argument("--preprocess", dest="preprocessing",
-                       help="override the base's preprocessing: none, unit, tf, lite, torch, caffe")
-    train.add_argument("--no-augment", dest="augment", action="store_false",
-                       help="turn off the light flip / rotation / zoom augmentation")
-    train.add_argument("--val-split", type=float, default=0.2,
-                       help="validation fraction when the data is not split already (default 0.2)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs")
-    train.add_argument("--class-weights", default="auto", choices=["auto", "none"])
-    train.add_argument("--trust-model", action="store_true",
-                       help="allow a personal model that runs code of its author's: Lambda layers, "
-                            "a SavedModel folder (only if you trust its author)")
-    train.add_argument("--feature-cache", default="auto", choices=["auto", "memory", "disk", "off"],
-                       help="head stage on the frozen base's features computed once and cached: auto (in memory "
-                            "when they fit, else streamed from the disk cache), memory, disk, or off to run the "
-                            "base every epoch (default auto)")
-    train.add_argument("--aug-views", type=int, metavar="K",
-                       help="cache K augmented views per training image for the head stage "
-                            "(default: exact features, no augmentation; fine-tuning still augments)")
-    train.add_argument("--feature-memory-mb", type=int, metavar="MB",
-                       help="most MB of cached features to hold in memory (default an eighth of RAM, at most 2048)")
-    train.add_argument("--tensorboard", action="store_true",
-                       help="write TensorBoard logs of each stage to RUN/logs (tensorboard --logdir RUN/logs)")
-    train.add_argument("--strict", action="store_true",
-                       help="make a bad image file, or a validation image that is also a training image, "
-                            "an error; by default it is skipped (or kept) with a warning")
-    train.add_argument("--out", help="run folder (default runs/TIME-BASE)")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress lines; warnings and errors still show")
     train.set_defaults(run=_train)
-
     predict = commands.add_parser("predict", help="classify images with a trained model")
     predict.add_argument("model", help="run folder or model.keras")
-    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of them")
+    predict.add_argument("--top-k", type=int, default=3, help="how many labels each row lists, most likely first")
     predict.add_argument("--format", choices=["table", "csv", "json"],
                          help="table, csv or json (default: table on the terminal; for --output, from its "
                               "extension: .json is json, anything else csv)")
     predict.add_argument("--output", "-o", metavar="FILE",
                          help="write the predictions to FILE (atomically, row by row) instead of stdout")
-    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--strict", action="store_true", help="make a bad image file an error; by default it "
                                                                "is skipped with a warning")
@@ -140,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled folder")
     evaluate.add_argument("model", help="run folder or model.keras")
     evaluate.add_argument("data", help="folder of class subfolders (its val/ part when it is split)")
-    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     evaluate.add_argument("--strict", action="store_true", help="make a bad image file an error; by default it "
                                                                 "is skipped with a warning")
@@ -156,28 +169,28 @@ def build_parser() -> argparse.ArgumentParser:
                                              "Keras model, and keep it only when they agree.")
     export.add_argument("model", help="run folder or model.keras")
     export.add_argument("--format", default="tflite", choices=["keras", "savedmodel", "tflite", "onnx"],
-                        help="default tflite")
+                        help="the file format")
     export.add_argument("--quantize", default="none", choices=["none", "float16", "dynamic", "int8"],
                         help="TFLite quantization: float16 weights, dynamic (int8 weights), or int8 (full integer, "
                              "calibrated on training images; float input and output kept)")
     export.add_argument("--out", help="the exported file or folder (default RUN/exports/model[-QUANTIZE].EXT)")
     export.add_argument("--data", help="folder of images to check (and calibrate) on, instead of the run's data")
-    export.add_argument("--check-images", type=int, default=64, help="images the check runs on (default 64)")
+    export.add_argument("--check-images", type=int, default=64, help="images the check runs on")
     export.add_argument("--calibration-images", type=int, default=200,
-                        help="training images that calibrate int8 (default 200)")
+                        help="training images that calibrate int8")
     export.add_argument("--min-agreement", type=float,
                         help="least top-1 agreement with the Keras model (default 0.99; float16 0.98, dynamic 0.97, "
                              "int8 0.9)")
     export.add_argument("--max-difference", type=float,
                         help="largest class-probability difference allowed (default 0.05 unquantized, else none)")
-    export.add_argument("--batch-size", type=int, default=32)
-    export.add_argument("--quiet", action="store_true")
+    export.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    export.add_argument("--quiet", action="store_true", help="no progress lines")
     export.set_defaults(run=_export)
 
     inspect = commands.add_parser("inspect", help="list a model's layers and mark where graftkit cuts")
     inspect.add_argument("model", help="a .keras/.h5/SavedModel path or a base name")
     inspect.add_argument("--cut", help="show this cut instead of the automatic one")
-    inspect.add_argument("--trust-model", action="store_true")
+    inspect.add_argument("--trust-model", action="store_true", help="allow a model file that holds Python code (Lambda layers) or a SavedModel folder")
     inspect.set_defaults(run=_inspect)
 
     advise = commands.add_parser("advise", help="compare bases on your data and recommend a base and a freeze spec",
@@ -196,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("--seed", type=int, default=0, help="seed of the split (as graft train's) and of the sample")
     advise.add_argument("--trust-model", action="store_true", help="allow model files that hold Python code")
     advise.add_argument("--json", action="store_true", help="print the advice as JSON")
-    advise.add_argument("--quiet", action="store_true")
+    advise.add_argument("--quiet", action="store_true", help="no progress lines")
     advise.set_defaults(run=_advise)
 
     bases = commands.add_parser("bases", help="list the named bases and whether each is ready offline")
@@ -204,36 +217,55 @@ def build_parser() -> argparse.ArgumentParser:
     bases.set_defaults(run=_bases)
 
     demo = commands.add_parser("demo", help="show transfer learning paying off, offline, in a few minutes")
-    demo.add_argument("--out", default="demo-run", help="folder for the demo's files (default demo-run)")
+    demo.add_argument("--out", default="demo-run", help="folder for the demo's files")
     demo.set_defaults(run=_demo)
     return parser
 
 
-def _train(args) -> int:
-    from graftkit.api import resume
-    from graftkit.config import TrainConfig
-    from graftkit.training.pipeline import train_config
+def _add_config_options(train: argparse.ArgumentParser) -> None:
+    """``graft train``'s options, one per :class:`graftkit.config.TrainConfig` field, with its help and default."""
+    from graftkit.config import FIELDS, flag_of
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "quiet", "resume")}
-    if args.resume is not None:
-        _only_resume(options)
+    for name, field in FIELDS.items():
+        meta = field.metadata
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        shown = meta["shown"] if meta["shown"] is not None else default
+        kwargs = dict(meta["argparse"])
+        if field.type == "bool":
+            kwargs["action"] = "store_false" if default else "store_true"
+            help_text = meta["help"]
+        else:
+            kwargs["type"] = int if "int" in field.type else float if "float" in field.type else str
+            help_text = f"{meta['help']} (default: {str(shown).replace('%', '%%')})"
+        if meta["flag"] == "":
+            train.add_argument(name, nargs="?", default=argparse.SUPPRESS, help=meta["help"], **kwargs)
+        else:
+            train.add_argument(flag_of(name), dest=name, default=argparse.SUPPRESS, help=help_text, **kwargs)
+
+
+def _train(args) -> int:
+    from graftkit.config import FIELDS, TrainConfig, flag_of
+
+    given = {name: value for name, value in vars(args).items() if name in FIELDS}
+    if hasattr(args, "resume"):
+        if given:
+            what = "the data folder" if "data" in given else flag_of(next(iter(given)))
+            raise GraftError(f"--resume continues a run with its own settings: drop {what} "
+                             "(start a new run to change them)")
+        _heavy()
+        from graftkit.api import resume
+
         run = resume(args.resume)
-    elif args.data is None:
+    elif "data" not in given:
         raise GraftError("graft train needs a data folder (or --resume RUN_DIR to continue an interrupted run)")
     else:
-        run = train_config(TrainConfig(**options).validated())
+        config = TrainConfig.from_options(**given).validated()
+        _heavy()
+        from graftkit.training.pipeline import train_config
+
+        run = train_config(config)
     print(json.dumps({"run_dir": str(run.run_dir), "accuracy": run.metrics["accuracy"]}))
     return 0
-
-
-def _only_resume(options: dict) -> None:
-    """--resume takes the run's own settings: any other option given is an error naming it."""
-    defaults = vars(build_parser().parse_args(["train"]))
-    for name, value in options.items():
-        if value != defaults[name]:
-            flag = "the data folder" if name == "data" else "--" + name.replace("_", "-")
-            raise GraftError(f"--resume continues a run with its own settings: drop {flag} "
-                             "(start a new run to change them)")
 
 
 def _predict(args) -> int:
@@ -250,6 +282,7 @@ def _predict(args) -> int:
     _positive("--top-k", args.top_k)
     _positive("--batch-size", args.batch_size)
     paths, _ = check_images(list_images(args.inputs), strict=args.strict)
+    _heavy()
     model, class_names = load_trained(args.model)
     output = Path(args.output) if args.output else None
     format = args.format or ("table" if output is None else "json" if output.suffix.lower() == ".json" else "csv")
@@ -280,6 +313,7 @@ def _evaluate(args) -> int:
     from graftkit.results.trained import load_trained
 
     _positive("--batch-size", args.batch_size)
+    _heavy()
     model, class_names = load_trained(args.model)
     images = labelled_images(args.data, class_names, strict=args.strict)
     scores, probabilities = evaluate_images(model, images, batch_size=args.batch_size)
@@ -310,6 +344,7 @@ def _export(args) -> int:
     from graftkit import log
     from graftkit.results.export import describe, export_run
 
+    _heavy()
     export = export_run(args.model, args.format, quantize=args.quantize, out=args.out, data=args.data,
                         check_count=args.check_images, calibration_count=args.calibration_images,
                         batch_size=args.batch_size, min_agreement=args.min_agreement,
@@ -320,13 +355,16 @@ def _export(args) -> int:
 
 
 def _inspect(args) -> int:
-    from graftkit.bases.loader import is_model_file
+    from graftkit.bases.loader import check_source, is_model_file
+
+    check_source(args.model)
+    _heavy()
     from graftkit.bases.personal import load_personal
     from graftkit.model.cut import find_cut
     from graftkit.model.graph import describe_layers
 
     if is_model_file(args.model):
-        model = load_personal(args.model, trust=args.trust_model)
+        model = load_personal(args.model, trust_model=args.trust_model)
         cut = args.cut or find_cut(model)
     else:
         from graftkit.bases.registry import get_spec
@@ -372,6 +410,7 @@ def _advise(args) -> int:
 
     if args.image_size is not None and args.image_size < 32:
         raise GraftError(f"--image-size {args.image_size} is out of range: use 32 or more")
+    _heavy()
     logging.getLogger("tensorflow").addFilter(_not_retracing)  # once: the same function is not added twice
     advice = advise(args.data, args.bases, image_size=args.image_size, per_class=args.per_class, seed=args.seed,
                     trust_model=args.trust_model)
@@ -403,6 +442,7 @@ def _advise(args) -> int:
 
 
 def _demo(args) -> int:
+    _heavy()
     from graftkit.demo import run_demo
 
     run_demo(args.out)

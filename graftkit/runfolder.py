@@ -28,16 +28,29 @@ def new_run_dir(out: str | Path | None, label: str) -> Path:
     if out is None:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(label).stem)
         out = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
+    path = check_out(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GraftError(f"cannot create run folder '{path}': {error.strerror}") from None
+    return path
+
+
+def check_out(out: str | Path) -> Path:
+    """Refuse an ``--out`` folder that holds a finished or unfinished run (nothing of it may be overwritten).
+
+    Example:
+        >>> import tempfile; check_out(Path(tempfile.mkdtemp()) / "new").name
+        'new'
+    """
     path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise GraftError(f"--out '{path}' is a file: pass a folder for the run")
     if (path / MODEL_FILE).exists():
         raise GraftError(f"run folder '{path}' already holds a trained model: pass another --out or remove it")
     if (path / UNFINISHED_FILE).exists():
         raise GraftError(f"run folder '{path}' holds an unfinished run: continue it with "
                          f"graft train --resume {path}, or pass another --out")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise GraftError(f"cannot create run folder '{path}': {error.strerror}") from None
     return path
 
 

@@ -54,8 +54,8 @@ def load_base(
     image_size: int | None = None,
     weights: str | Path | None = "imagenet",
     cut: str | None = None,
-    preprocessing: str | None = None,
-    trust: bool = False,
+    preprocess: str | None = None,
+    trust_model: bool = False,
 ) -> Base:
     """Load a named ImageNet base or a personal model, cut where features end.
 
@@ -65,8 +65,8 @@ def load_base(
         weights: ``"imagenet"`` (resolved offline first), a weights file, or ``None`` for random weights.
             Ignored for personal models, which bring their own.
         cut: layer to cut at; by default the end of the base's feature extractor.
-        preprocessing: override the preprocessing mode.
-        trust: allow personal models that contain custom Python code.
+        preprocess: override the preprocessing mode (see :data:`graftkit.bases.preprocess.MODES`).
+        trust_model: allow personal models that contain custom Python code.
 
     Example:
         >>> base = load_base("mobilenet_v2_0.35", image_size=96, weights=None)
@@ -76,7 +76,7 @@ def load_base(
     from graftkit.model.cut import cut_at
 
     if is_model_file(source):
-        model, info = _load_personal(Path(source), image_size, trust)
+        model, info = _load_personal(Path(source), image_size, trust_model)
     elif registry.is_known(str(source)):
         model, info = _load_named(registry.get_spec(str(source)), image_size, weights)
     else:
@@ -92,12 +92,32 @@ def load_base(
     return Base(
         model=named,
         source=str(source),
-        preprocessing=preprocessing or info["preprocessing"],
+        preprocessing=preprocess or info["preprocessing"],
         image_size=info["image_size"],
         cut=model.layers[-1].name,
         weights=info["weights"],
         inference_only=inference_only,
     )
+
+
+def check_source(source: str, *, image_size: int | None = None) -> None:
+    """Check a ``--base`` without loading it: a model file or folder that exists, or a known base name whose
+    smallest input size ``image_size`` meets (imports no TensorFlow).
+
+    Example:
+        >>> check_source("efficentnet_lite0")
+        Traceback (most recent call last):
+        graftkit.errors.GraftError: unknown base 'efficentnet_lite0': did you mean efficientnet_lite0? (graft bases lists all 31; or pass the path of a model file)
+    """
+    if is_model_file(source):
+        if not Path(source).exists():
+            raise GraftError(f"--base '{source}' does not exist: pass a .keras / .h5 file, a SavedModel folder "
+                             "or a base name (graft bases)")
+        return
+    spec = registry.get_spec(source)
+    if image_size is not None and image_size < spec.min_size:
+        raise GraftError(f"--image-size {image_size} is too small for base '{spec.name}': use at least "
+                         f"{spec.min_size}")
 
 
 def _load_named(spec: registry.BaseSpec, image_size: int | None, weights):
@@ -142,7 +162,7 @@ def _load_personal(path: Path, image_size: int | None, trust: bool):
     from graftkit.bases.preprocess import guess_preprocessing
     from graftkit.model.cut import find_cut
 
-    model = load_personal(path, trust=trust)
+    model = load_personal(path, trust_model=trust)
     if len(model.inputs) != 1:
         raise GraftError(f"model '{path}' takes {len(model.inputs)} inputs: graftkit needs a model with one "
                          "image input")

@@ -28,7 +28,7 @@ _FIX_CUSTOM = ("re-save the model with Keras' built-in layers only, or load it i
                "graftkit's functions (cut_at, build_head, assemble) on the keras.Model")
 
 
-def load_personal(path, *, trust: bool = False) -> keras.Model:
+def load_personal(path, *, trust_model: bool = False) -> keras.Model:
     """Load a model file of the user's to use as a base.
 
     Accepts a Keras 3 ``.keras`` file, a Keras 2 ``.h5`` / ``.hdf5`` file, or a
@@ -37,7 +37,7 @@ def load_personal(path, *, trust: bool = False) -> keras.Model:
 
     Args:
         path: the file or folder.
-        trust: allow files that run their author's code: Python ``Lambda`` layers (in a
+        trust_model: allow files that run their author's code: Python ``Lambda`` layers (in a
             ``.keras`` file, or marshalled bytecode in a Keras 2 ``.h5``) and SavedModel
             folders (TensorFlow programs whose ops can read and write files). Only for
             files from an author you trust. Without it, ``.keras`` and ``.h5`` files load
@@ -48,7 +48,7 @@ def load_personal(path, *, trust: bool = False) -> keras.Model:
 
     Raises:
         GraftError: the path is missing, not a model, damaged, in a format Keras 3
-            cannot read, uses a custom class, or holds code and ``trust`` is False.
+            cannot read, uses a custom class, or holds code and ``trust_model`` is False.
 
     Example:
         >>> model = load_personal("my_classifier.h5")  # doctest: +SKIP
@@ -58,11 +58,11 @@ def load_personal(path, *, trust: bool = False) -> keras.Model:
     if not path.exists():
         raise GraftError(f"model file '{path}' does not exist: check the path")
     if path.is_dir():
-        model = _load_savedmodel(path, trust)
+        model = _load_savedmodel(path, trust_model)
     elif path.suffix.lower() in H5_SUFFIXES:
-        model = _load_h5(path, trust)
+        model = _load_h5(path, trust_model)
     elif path.suffix.lower() == ".keras":
-        model = _load_keras_zip(path, trust)
+        model = _load_keras_zip(path, trust_model)
     else:
         raise GraftError(f"model file '{path}' has an unknown format '{path.suffix}': "
                          "pass a .keras or .h5 file or a SavedModel folder")

@@ -50,7 +50,7 @@ def get_spec(name: str) -> BaseSpec:
     table = _table()
     key = name.strip().lower()
     if key not in table:
-        close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.6)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise GraftError(f"unknown base '{name}': {hint}(graft bases lists all {len(table)}; "
                          "or pass the path of a model file)")

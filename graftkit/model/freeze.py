@@ -58,8 +58,21 @@ def parse_freeze(text: str) -> FreezeSpec:
             return FreezeSpec("last", percent=float(match.group(1)))
         if arg.isdigit() and int(arg) > 0:
             return FreezeSpec("last", count=int(arg))
-    raise GraftError(f"--freeze '{text}' is not understood: use {FREEZE_FORMS} "
+    raise GraftError(f"--freeze '{text}' is not understood{_suggestion(value)}: use {FREEZE_FORMS} "
                      "(N > 0, 0 < P <= 100)")
+
+
+def _suggestion(value: str) -> str:
+    """``: did you mean last:30%?`` for ``last30%``, ``last=30``, ``frozen``...; empty when nothing is close."""
+    import difflib
+
+    match = re.fullmatch(r"(?i)\s*(last|from)\s*[-=_ ]?\s*(\S.*?)\s*", value)
+    if match:
+        guess = f"{match.group(1).lower()}:{match.group(2)}"
+        return f" (did you mean {guess}?)" if guess != value else ""
+    close = difflib.get_close_matches(value.lower(), ["all", "none", "frozen", "unfrozen"], n=1, cutoff=0.5)
+    guess = {"frozen": "all", "unfrozen": "none"}.get(close[0], close[0]) if close else None
+    return f" (did you mean {guess}?)" if guess else ""
 
 
 def _first_trained(layers, spec: FreezeSpec, train_bn: bool, model) -> int:

@@ -38,7 +38,7 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     log.info(f"data: {len(split.train)} training and {len(split.val)} validation images, "
              f"{len(split.class_names)} classes ({split.how})")
     base = load_base(config.base, image_size=config.image_size, weights=config.weights, cut=config.cut,
-                     preprocessing=config.preprocessing, trust=config.trust_model)
+                     preprocess=config.preprocess, trust_model=config.trust_model)
     log.info(f"base: {base.source} cut at '{base.cut}' -> features {base.feature_shape}, "
              f"preprocessing '{base.preprocessing}', weights {base.weights}")
     if resume is None:
