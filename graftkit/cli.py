@@ -363,6 +363,7 @@ def _inspect(args) -> int:
     from graftkit.model.cut import find_cut
     from graftkit.model.graph import describe_layers
 
+    groups = ()
     if is_model_file(args.model):
         model = load_personal(args.model, trust_model=args.trust_model)
         cut = args.cut or find_cut(model)
@@ -372,16 +373,35 @@ def _inspect(args) -> int:
         spec = get_spec(args.model)
         model = spec.build(include_top=False, input_shape=(spec.default_size, spec.default_size, 3))
         cut = args.cut or model.layers[-1].name
+        groups = spec.layer_groups
     rows = describe_layers(model, cut)
     width = max(len(r["name"]) for r in rows)
     type_width = max(len(r["type"]) for r in rows)
-    print(f"   {'layer':<{width}}  {'type':<{type_width}}  {'output shape':<22} {'params':>10}  trainable")
+    block = _block_of(groups)
+    print(f"   {'layer':<{width}}  {'type':<{type_width}}  {'output shape':<22} {'params':>10}  trainable"
+          + ("  block" if groups else ""))
     for row in rows:
         mark = "=>" if row["is_cut"] else "  "
         print(f"{mark} {row['name']:<{width}}  {row['type']:<{type_width}}  {str(row['output_shape']):<22} "
-              f"{row['params']:>10,}  {'yes' if row['trainable'] else 'no'}")
+              f"{row['params']:>10,}  {'yes' if row['trainable'] else 'no ':<9}" + block(row["name"]))
+    if groups:
+        print(f"\nblocks: {len(groups)}, stem first; --freeze blocks:N fine-tunes the last N (the layers from the "
+              "first of block N counted from the end)")
     print(f"\ncut: '{cut}' (marked =>); everything after it is replaced by the new head")
     return 0
+
+
+def _block_of(groups):
+    """``layer name -> ' block K'`` for a named base's layer groups (K counted from the end, 1 = last)."""
+    import re
+
+    patterns = [re.compile(g) for g in groups]
+
+    def block(name: str) -> str:
+        hits = [i for i, pattern in enumerate(patterns) if pattern.search(name)]
+        return f"  {len(patterns) - hits[-1]:>5}" if hits else ""
+
+    return block
 
 
 def _bases(args) -> int:

@@ -63,8 +63,9 @@ class TrainConfig:
     fine_tune_epochs: int = option(10, "most epochs of fine-tuning; 0 skips it")
     lr: float = option(1e-3, "learning rate of the head stage")
     fine_tune_lr: float | None = option(None, "learning rate of fine-tuning", shown="lr / 10")
-    freeze: str = option("last:30%", "what stays frozen while fine-tuning: all, none, last:N, last:P%%, from:LAYER "
-                                     "(last:30%% fine-tunes the top 30%% of the base's layers)")
+    freeze: str = option("last:30%", "what stays frozen while fine-tuning: all, none, last:N, last:P%%, blocks:N "
+                                     "(a named base's last N blocks) or from:LAYER (last:30%% fine-tunes the top "
+                                     "30%% of the base's layers)")
     train_bn: bool = option(False, "let BatchNorm layers update their statistics while fine-tuning (off: safer on "
                                    "small batches)")
     pooling: str = option("avg", "global pooling of the base's feature map in the head", choices=["avg", "max"])
@@ -128,9 +129,9 @@ class TrainConfig:
 
             if importlib.util.find_spec("tensorboard") is None:
                 raise GraftError("--tensorboard needs the tensorboard package: pip install 'graftkit[tensorboard]'")
-        self._check_paths()
         if self.base is None:
             self.base = default_base()
+        self._check_paths()
         return self
 
     def _check_choice(self, name: str) -> None:
@@ -161,12 +162,12 @@ class TrainConfig:
     def _check_paths(self) -> None:
         """The data folder, the base, a weights file and the run folder, checked without loading anything."""
         from graftkit.bases.loader import check_source
+        from graftkit.model.freeze import parse_freeze
         from graftkit.runfolder import check_out
 
         if not Path(self.data).exists():
             raise GraftError(f"data folder '{self.data}' does not exist: pass a folder of class subfolders")
-        if self.base is not None:
-            check_source(self.base, image_size=self.image_size)
+        check_source(self.base, image_size=self.image_size, freeze=parse_freeze(self.freeze))
         if self.weights not in (None, "imagenet", "none") and not Path(self.weights).is_file():
             raise GraftError(f"--weights '{self.weights}' is not a file: pass a weights file, imagenet or none")
         if self.out is not None:

@@ -86,6 +86,8 @@ def load_base(
     import keras
 
     named = keras.Model(_single(model.inputs), _single(model.outputs), name="base")
+    named._graft_layer_groups = info.get("layer_groups", ())
+    named._graft_source = str(source)
     inference_only = bool(getattr(model, "_graft_inference_only", False))
     if inference_only:
         named._graft_inference_only = True
@@ -100,21 +102,28 @@ def load_base(
     )
 
 
-def check_source(source: str, *, image_size: int | None = None) -> None:
+def check_source(source: str, *, image_size: int | None = None, freeze=None) -> None:
     """Check a ``--base`` without loading it: a model file or folder that exists, or a known base name whose
-    smallest input size ``image_size`` meets (imports no TensorFlow).
+    smallest input size ``image_size`` meets and whose blocks a ``blocks:N`` freeze spec fits (imports no
+    TensorFlow).
 
     Example:
         >>> check_source("efficentnet_lite0")
         Traceback (most recent call last):
         graftkit.errors.GraftError: unknown base 'efficentnet_lite0': did you mean efficientnet_lite0? (graft bases lists all 31; or pass the path of a model file)
     """
+    from graftkit.model.freeze import check_blocks
+
     if is_model_file(source):
         if not Path(source).exists():
             raise GraftError(f"--base '{source}' does not exist: pass a .keras / .h5 file, a SavedModel folder "
                              "or a base name (graft bases)")
+        if freeze is not None and freeze.kind == "blocks":
+            check_blocks(freeze.count, (), source)
         return
     spec = registry.get_spec(source)
+    if freeze is not None and freeze.kind == "blocks":
+        check_blocks(freeze.count, spec.layer_groups, spec.name)
     if image_size is not None and image_size < spec.min_size:
         raise GraftError(f"--image-size {image_size} is too small for base '{spec.name}': use at least "
                          f"{spec.min_size}")
@@ -133,7 +142,7 @@ def _load_named(spec: registry.BaseSpec, image_size: int | None, weights):
         _load_weights(spec, model, path, wf, size)
         source = str(path)
     return model, {"preprocessing": spec.preprocessing, "image_size": size, "weights": source,
-                   "cut_default": None}
+                   "cut_default": None, "layer_groups": spec.layer_groups}
 
 
 def _load_weights(spec, model, path: Path, wf, size: int) -> None:

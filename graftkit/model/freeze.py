@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from graftkit.errors import GraftError
 
-FREEZE_FORMS = "all, none, last:N, last:P% or from:LAYER"
+FREEZE_FORMS = "all, none, last:N, last:P%, blocks:N or from:LAYER"
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,12 @@ class FreezeSpec:
 
 
 def parse_freeze(text: str) -> FreezeSpec:
-    """Parse a ``--freeze`` value: ``all``, ``none``, ``last:20``, ``last:30%`` or ``from:LAYER``.
+    """Parse a ``--freeze`` value: ``all``, ``none``, ``last:20``, ``last:30%``, ``blocks:2`` or ``from:LAYER``.
 
     ``all`` freezes the whole base; ``none`` trains all of it; ``last`` trains the
-    last N layers or P percent of them; ``from`` trains a named layer and all after it.
+    last N layers or P percent of them; ``blocks`` trains the last N blocks of a named base
+    (its spec's layer groups, stem first: ``graft inspect NAME`` shows them), so a cut never
+    falls inside a residual block; ``from`` trains a named layer and all after it.
 
     Raises:
         GraftError: the text is none of these forms.
@@ -43,6 +45,8 @@ def parse_freeze(text: str) -> FreezeSpec:
         FreezeSpec(kind='last', count=None, percent=30.0, layer=None)
         >>> parse_freeze("from:block_13_expand").layer
         'block_13_expand'
+        >>> parse_freeze("blocks:2").count
+        2
     """
     value = str(text).strip()
     kind, _, arg = value.partition(":")
@@ -52,6 +56,8 @@ def parse_freeze(text: str) -> FreezeSpec:
         return FreezeSpec(kind)
     if kind == "from" and arg:
         return FreezeSpec("from", layer=arg)
+    if kind == "blocks" and arg.isdigit() and int(arg) > 0:
+        return FreezeSpec("blocks", count=int(arg))
     if kind == "last":
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", arg)
         if match and 0 < float(match.group(1)) <= 100:
@@ -66,7 +72,7 @@ def _suggestion(value: str) -> str:
     """``: did you mean last:30%?`` for ``last30%``, ``last=30``, ``frozen``...; empty when nothing is close."""
     import difflib
 
-    match = re.fullmatch(r"(?i)\s*(last|from)\s*[-=_ ]?\s*(\S.*?)\s*", value)
+    match = re.fullmatch(r"(?i)\s*(last|from|blocks)\s*[-=_ ]?\s*(\S.*?)\s*", value)
     if match:
         guess = f"{match.group(1).lower()}:{match.group(2)}"
         return f" (did you mean {guess}?)" if guess != value else ""
@@ -98,6 +104,8 @@ def _first_trained(layers, spec: FreezeSpec, train_bn: bool, model) -> int:
         target = path[-1]
         first = flatten_layers(target)[0] if is_container(target) else target
         return next(i for i, layer in enumerate(layers) if layer is first)
+    if spec.kind == "blocks":
+        return _first_of_blocks(layers, spec.count, model)
     if spec.count is not None:
         return max(len(layers) - spec.count, 0)
     start = len(layers) - math.ceil(len(layers) * spec.percent / 100)
@@ -105,6 +113,30 @@ def _first_trained(layers, spec: FreezeSpec, train_bn: bool, model) -> int:
     while start > 0 and not any(_learns(layer, train_bn) for layer in layers[start:]):
         start -= 1
     return start
+
+
+def _first_of_blocks(layers, count: int, model) -> int:
+    """Index of the first layer of the last ``count`` blocks, by the base's layer groups (regexes, stem first)."""
+    groups = getattr(model, "_graft_layer_groups", ())
+    check_blocks(count, groups, getattr(model, "_graft_source", model.name))
+    pattern = re.compile(groups[-count])
+    return next((i for i, layer in enumerate(layers) if pattern.search(layer.name)), len(layers))
+
+
+def check_blocks(count: int, groups, base: str) -> None:
+    """Refuse ``blocks:N`` for a base without blocks, or with fewer than N.
+
+    Example:
+        >>> check_blocks(6, ("^stem", "^block1", "^block2"), "tiny")
+        Traceback (most recent call last):
+        graftkit.errors.GraftError: --freeze blocks:6: base 'tiny' has 3 blocks (stem included): use blocks:1 to blocks:3
+    """
+    if not groups:
+        raise GraftError(f"--freeze blocks:{count}: base '{base}' has no known blocks (only named bases do): "
+                         "use last:N, last:P% or from:LAYER")
+    if count > len(groups):
+        raise GraftError(f"--freeze blocks:{count}: base '{base}' has {len(groups)} blocks (stem included): "
+                         f"use blocks:1 to blocks:{len(groups)}")
 
 
 def _learns(layer, train_bn: bool) -> bool:
