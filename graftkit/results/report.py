@@ -15,13 +15,20 @@ from pathlib import Path
 
 import numpy as np
 
+from graftkit.results.plots import PLOT_CLASSES
+
+TABLE_CLASSES = 20
+"""Most classes shown as a full table of counts and an open per-class table."""
+
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;
 color:#222}
 h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 .summary{color:#555}table{border-collapse:collapse;margin:.6em 0}
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}
-td.name,th.name{text-align:left}img.plot{max-width:100%;height:auto;border:1px solid #eee}
+td.name,th.name{text-align:left;max-width:28em;overflow-wrap:anywhere}
+img.plot{max-width:100%;height:auto;border:1px solid #eee}
+details summary{cursor:pointer;color:#246}
 .mistakes{display:flex;flex-wrap:wrap;gap:.8em}
 figure{margin:0;width:150px;font-size:.85em}figure img{width:140px;height:140px;object-fit:contain;
 background:#f4f4f4;border:2px solid #c33}figcaption{word-break:break-all}
@@ -110,8 +117,10 @@ def render(*, title: str, scores: dict, plots: dict, stages: dict, config: dict,
     if stages:
         parts.append(_stages_table(stages))
     if "Confusion matrix" in plots:
-        parts.append(_plot_section("Confusion matrix", Path(plots.pop("Confusion matrix")), folder))
-    parts.append(_confusion_table(scores))
+        shown = (f"the {PLOT_CLASSES} most-confused of the {len(names)} classes: all counts are in the JSON scores"
+                 if len(names) > PLOT_CLASSES else "")
+        parts.append(_plot_section("Confusion matrix", Path(plots.pop("Confusion matrix")), folder, shown))
+    parts.append(_confusion_table(scores) if len(names) <= TABLE_CLASSES else _top_confusions_table(scores))
     parts.append(_per_class_table(scores))
     parts.append(_mistakes_section(mistakes))
     for caption, png in plots.items():
@@ -123,14 +132,15 @@ def render(*, title: str, scores: dict, plots: dict, stages: dict, config: dict,
     return "\n".join(parts) + "\n"
 
 
-def _plot_section(caption: str, png: Path, folder: Path) -> str:
+def _plot_section(caption: str, png: Path, folder: Path, note: str = "") -> str:
     e = html.escape
     ident = "".join(c if c.isalnum() else "-" for c in caption.lower())
     link = ""
     if png.parent.resolve() == folder.resolve():
         link = f'<p class="muted">also as <a href="{e(png.name)}">{e(png.name)}</a></p>'
+    note = f'<p class="muted">{e(note)}</p>' if note else ""
     data = base64.b64encode(png.read_bytes()).decode("ascii")
-    return (f'<section id="{ident}"><h2>{e(caption)}</h2><img class="plot" alt="{e(caption)}" '
+    return (f'<section id="{ident}"><h2>{e(caption)}</h2>{note}<img class="plot" alt="{e(caption)}" '
             f'src="data:image/png;base64,{data}">{link}</section>')
 
 
@@ -151,25 +161,51 @@ def _stages_table(stages: dict) -> str:
 
 
 def _per_class_table(scores: dict) -> str:
+    """One row per class; beyond :data:`TABLE_CLASSES` classes, folded away and worst F1 first."""
     e = html.escape
+    items = list(scores["per_class"].items())
+    many = len(items) > TABLE_CLASSES
+    if many:
+        items.sort(key=lambda item: (item[1]["f1"], item[0]))
     rows = "".join(
         f'<tr><td class="name">{e(name)}</td><td>{row["precision"]:.4f}</td><td>{row["recall"]:.4f}</td>'
         f'<td>{row["f1"]:.4f}</td><td>{row["support"]}</td></tr>'
-        for name, row in scores["per_class"].items())
-    return ('<section id="per-class"><h2>Per-class precision, recall and F1</h2><table>'
-            '<tr><th class="name">class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>'
-            f"{rows}</table></section>")
+        for name, row in items)
+    table = ('<table><tr><th class="name">class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>'
+             f"</tr>{rows}</table>")
+    if many:
+        table = f"<details><summary>all {len(items)} classes, lowest F1 first</summary>{table}</details>"
+    return f'<section id="per-class"><h2>Per-class precision, recall and F1</h2>{table}</section>'
 
 
 def _confusion_table(scores: dict) -> str:
+    """The full matrix; columns are numbered so that long class names cannot widen the page."""
     e = html.escape
     names = scores["class_names"]
-    head = "".join(f"<th>{e(n)}</th>" for n in names)
-    rows = "".join(f'<tr><th class="name">{e(n)}</th>' + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
-                   for n, row in zip(names, scores["confusion_matrix"]))
+    head = "".join(f'<th title="{e(n)}">{i}</th>' for i, n in enumerate(names))
+    rows = "".join(f'<tr><th class="name">{i} {e(n)}</th>' + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
+                   for i, (n, row) in enumerate(zip(names, scores["confusion_matrix"])))
     return ('<section id="confusion-counts"><h3>Counts</h3>'
-            '<p class="muted">rows: true class, columns: predicted class</p>'
+            '<p class="muted">rows: true class, columns: predicted class (by number)</p>'
             f'<table><tr><th class="name">true \\ predicted</th>{head}</tr>{rows}</table></section>')
+
+
+def _top_confusions_table(scores: dict, limit: int = 25) -> str:
+    """The most frequent mistakes, for a matrix too large to read as a table."""
+    from graftkit.results.evaluate import top_confusions
+
+    e = html.escape
+    top = top_confusions(scores, limit)
+    if not top:
+        body = f"<p>No mistakes among the {len(scores['class_names'])} classes.</p>"
+    else:
+        rows = "".join(f'<tr><td class="name">{e(p["true"])}</td><td class="name">{e(p["predicted"])}</td>'
+                       f'<td>{p["count"]}</td><td>{p["share"]:.1%}</td></tr>' for p in top)
+        body = ('<table><tr><th class="name">true class</th><th class="name">predicted as</th><th>images</th>'
+                f"<th>share of the true class</th></tr>{rows}</table>")
+    return ('<section id="top-confusions"><h3>Most frequent mistakes</h3>'
+            f'<p class="muted">{len(scores["class_names"])} classes are too many for a table of counts: the full '
+            f"matrix is confusion_matrix in the JSON scores</p>{body}</section>")
 
 
 def _mistakes_section(mistakes: list[dict]) -> str:
@@ -213,7 +249,7 @@ def _model_section(base: dict, config: dict) -> str:
     if base:
         rows += [("base", base.get("source")), ("cut at layer", base.get("cut")),
                  ("features", base.get("feature_shape")), ("preprocessing", base.get("preprocessing")),
-                 ("weights", base.get("weights"))]
+                 ("weights", base.get("weights")), ("load in Keras with", base.get("load"))]
     if config:
         rows.append(("freeze while fine-tuning", config.get("freeze")))
     table = "".join(f'<tr><th class="name">{e(k)}</th><td class="name">{e(str(v))}</td></tr>'
@@ -241,11 +277,15 @@ def write_run_report(folder: str | Path, *, metrics: dict, config: dict, mistake
     folder = Path(folder)
     plots = {caption: folder / name for caption, name in
              (("Training curves", "curves.png"), ("Confusion matrix", "confusion.png")) if (folder / name).is_file()}
+    try:  # how to load the model in plain Keras (safe_mode=False for a Lambda) is in inputs.json
+        load = json.loads((folder / "inputs.json").read_text()).get("load")
+    except (OSError, ValueError):
+        load = None
     return write_report(
         folder / "report.html", title=f"graftkit run {folder.name}", scores=metrics, plots=plots,
-        stages=metrics.get("stages"), config=config, base=metrics.get("base"), mistakes=mistakes,
-        note=f"validation images of {config.get('data', '?')}",
-        links=[folder / n for n in ("metrics.json", "config.json", "history.json", "classes.json")])
+        stages=metrics.get("stages"), config=config, base={**(metrics.get("base") or {}), "load": load},
+        mistakes=mistakes, note=f"validation images of {config.get('data', '?')}",
+        links=[folder / n for n in ("metrics.json", "config.json", "history.json", "classes.json", "inputs.json")])
 
 
 def write_evaluation_report(path: str | Path, *, scores: dict, mistakes: list[dict], data: str,
