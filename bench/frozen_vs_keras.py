@@ -139,7 +139,7 @@ def report(result: dict, args) -> None:
 def run_arm(spec: dict) -> dict:
     import graftkit  # noqa: F401  (TensorFlow's start-up options first)
     from graftkit import log
-    from graftkit.data import load_split
+    from graftkit.data.layout import load_split
 
     log.set_quiet(True)
     split = load_split(spec["data"], seed=spec["seed"])
@@ -161,7 +161,7 @@ def article_arm(spec: dict, split) -> dict:
     from graftkit.bases.loader import load_base
     from graftkit.bases.preprocess import Preprocess
     from graftkit.bases.registry import get_spec
-    from graftkit.data import make_dataset
+    from graftkit.data.pipeline import make_dataset
 
     keras.utils.set_random_seed(spec["seed"])
     num_classes = len(split.class_names)
@@ -202,9 +202,9 @@ def graftkit_arm(spec: dict, split, *, cold: bool) -> dict:
 
     from graftkit import features, settings
     from graftkit.bases.loader import load_base
-    from graftkit.evaluate import score
-    from graftkit.head import build_head
-    from graftkit.headstage import cached_head_stage, predict_features
+    from graftkit.model.head import build_head
+    from graftkit.results.evaluate import score
+    from graftkit.training.head_stage import cached_head_stage, predict_features
 
     keras.utils.set_random_seed(spec["seed"])
     if cold:

@@ -51,10 +51,11 @@ def main() -> None:
     from graftkit import log
     from graftkit.bases.loader import load_base
     from graftkit.bases.preprocess import Preprocess
-    from graftkit.data import load_split, make_dataset
-    from graftkit.features import extract_features
-    from graftkit.head import assemble, build_head
-    from graftkit.infer import compiled_forward, predict_dataset
+    from graftkit.data.layout import load_split
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.features.extract import extract_features
+    from graftkit.model.head import assemble, build_head
+    from graftkit.model.infer import compiled_forward, predict_dataset
     from graftkit.settings import shared_dir
 
     log.set_quiet(True)

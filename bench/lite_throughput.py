@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import graftkit  # noqa: E402,F401  (sets TensorFlow's start-up options first)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import graftkit  # noqa: E402,F401  (sets TensorFlow's start-up options first)
 from graftkit.bases import lite  # noqa: E402
 
 

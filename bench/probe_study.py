@@ -39,7 +39,7 @@ def main() -> None:
     from graftkit import features, log
     from graftkit.advice import linear_probe, stratified_sample
     from graftkit.bases.loader import load_base
-    from graftkit.data import load_split
+    from graftkit.data.layout import load_split
     from graftkit.settings import shared_dir
 
     log.set_quiet(True)

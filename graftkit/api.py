@@ -72,7 +72,9 @@ def resume(run_dir: str | Path) -> Run:
         if (folder / MODEL_FILE).is_file():
             raise GraftError(f"run '{folder}' has finished already: nothing to resume")
         raise GraftError(f"run '{folder}' stopped before its training started: start it again, with --out {folder}")
-    config = TrainConfig.from_file(folder / CONFIG_FILE).validated()
+    config = TrainConfig.from_file(folder / CONFIG_FILE)
+    config.out = None  # the run's own folder, which holds the unfinished run that --out would refuse
+    config = config.validated()
     config.out = str(folder)
     remove_leftovers(folder)
     state = checkpoint.load(folder)

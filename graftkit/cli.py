@@ -299,11 +299,13 @@ def _predict(args) -> int:
         with temporary_beside(output, suffix=".part") as tmp, \
                 open(tmp, "w", newline="", errors="surrogateescape") as stream:
             count = write_predictions(rows, stream, format)
-    if bar:
-        bar.close()
     seconds = time.perf_counter() - started
-    log.info(f"{count} images in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} images/s)"
-             + (f", written to {output}" if output else ""))
+    summary = (f"predict: {count} images in {seconds:.1f} s ({log.rate(count, seconds)} images/s)"
+               + (f", written to {output}" if output else ""))
+    if bar:
+        bar.close(summary)
+    else:
+        log.info(summary)
     return 0
 
 

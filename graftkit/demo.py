@@ -108,7 +108,7 @@ def digits_demo(out: Path) -> dict:
     from graftkit.data.layout import labelled_images, load_split
     from graftkit.data.pipeline import make_dataset
     from graftkit.results.evaluate import evaluate_images
-    from graftkit.training.stages import compile_for
+    from graftkit.training.stages import StageCallback, StageRun, compile_for
 
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -120,11 +120,12 @@ def digits_demo(out: Path) -> dict:
     split_a = load_split(out / "task_a", val_split=0.2, seed=0)
     personal = personal_network(5)
     compile_for(personal, 1e-3)
+    stage = StageRun("personal", personal, epochs=8, learning_rate=1e-3, samples=len(split_a.train))
     personal.fit(make_dataset(split_a.train.paths, split_a.train.labels, image_size=IMAGE_SIZE, batch_size=32,
                               shuffle=True),
                  validation_data=make_dataset(split_a.val.paths, split_a.val.labels, image_size=IMAGE_SIZE,
                                               batch_size=64),
-                 epochs=8, verbose=log.keras_verbosity())
+                 epochs=8, verbose=0, callbacks=[StageCallback(stage)])
     personal.save(out / "personal.h5")
     personal_network(5, seed=1).save(out / "untrained.h5")
 

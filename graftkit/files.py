@@ -23,10 +23,67 @@ def atomic_write_json(path: str | Path, value) -> None:
 
 
 def atomic_save_model(model, path: str | Path) -> None:
-    """Save a Keras model to ``path`` (``.keras``) atomically."""
+    """Save a Keras model to ``path`` (``.keras``) atomically, as an inference model: no optimizer, no compile state.
+
+    A compiled model's file would carry its optimizer, and ``keras.models.load_model`` would then
+    compile it afresh and warn that it skips the saved optimizer variables. The file written here
+    holds only the architecture and weights, so it loads in plain Keras without a warning.
+    (Resuming a run never needed the saved optimizer: it reads ``checkpoint.npz``.)
+
+    Example:
+        >>> import keras, tempfile, zipfile
+        >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> m.compile("adam", "mse")
+        >>> path = Path(tempfile.mkdtemp()) / "m.keras"
+        >>> atomic_save_model(m, path)
+        >>> "optimizer" in zipfile.ZipFile(path).read("config.json").decode()
+        False
+    """
     path = Path(path)
+    plain = uncompiled_copy(model)
     with temporary_beside(path, suffix=path.suffix) as tmp:
-        model.save(tmp)
+        plain.save(tmp)
+
+
+def uncompiled_copy(model):
+    """``model`` itself when neither it nor a model inside it is compiled, else a copy with the same
+    architecture and weights and no optimizer, loss or metrics anywhere.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> m.compile("adam", "mse")
+        >>> copy = uncompiled_copy(m)
+        >>> copy.compiled, copy is uncompiled_copy(copy)
+        (False, True)
+    """
+    import keras
+
+    config = keras.saving.serialize_keras_object(model)
+    if not _drop_compile_configs(config):
+        return model
+    # Deserializing the model's own config runs no code it does not already hold (a Lambda's function
+    # included), so safe mode, which guards files from elsewhere, has nothing to refuse here.
+    copy = keras.saving.deserialize_keras_object(config, safe_mode=False)
+    if [v.shape for v in copy.weights] != [v.shape for v in model.weights]:
+        raise ValueError(f"the copy of model '{model.name}' has other weights than the model")
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _drop_compile_configs(config) -> bool:
+    """Remove every non-empty ``compile_config`` from a serialized Keras object; whether one was found."""
+    found = False
+    if isinstance(config, dict):
+        if config.get("compile_config"):
+            config["compile_config"] = None
+            found = True
+        for value in config.values():
+            found = _drop_compile_configs(value) or found
+    elif isinstance(config, list):
+        for value in config:
+            found = _drop_compile_configs(value) or found
+    return found
 
 
 class temporary_beside:

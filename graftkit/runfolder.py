@@ -79,18 +79,28 @@ def remove_leftovers(folder: Path) -> int:
     return removed
 
 
-def input_contract(image_size: int, preprocessing: str, channels: int = 3) -> dict:
+def input_contract(image_size: int, preprocessing: str, channels: int = 3, *, python_code: bool = False) -> dict:
     """What the saved model takes, for ``inputs.json`` and the README: feed it exactly this.
+
+    ``python_code``: the model holds a Lambda layer's Python code (from a personal base loaded
+    with ``--trust-model``), so Keras loads it only with ``safe_mode=False``.
 
     Example:
         >>> input_contract(224, "lite")["shape"]
         [224, 224, 3]
     """
-    return {
+    contract = {
         "shape": [image_size, image_size, channels],
         "channel_order": "RGB" if channels == 3 else "grayscale",
         "value_range": [0, 255],
         "dtype": "float32",
-        "resize": "bilinear, to exactly the shape (aspect ratio not kept), after EXIF rotation",
+        "resize": ("PIL: Image.open, img.draft('RGB', (size, size)) (JPEG: decodes at the smallest scale still "
+                   ">= size), EXIF rotation (ImageOps.exif_transpose), convert('RGB'), then resize to exactly "
+                   "the shape with Image.Resampling.BILINEAR (aspect ratio not kept)"),
         "preprocessing": f"'{preprocessing}', inside the model: do not scale the pixels yourself",
+        "load": f'keras.models.load_model("{MODEL_FILE}"' + (", safe_mode=False)" if python_code else ")"),
     }
+    if python_code:
+        contract["python_code"] = ("the model holds Python code (a Lambda layer of its personal base), which Keras "
+                                   "runs only with safe_mode=False: load it only if you trust that base")
+    return contract

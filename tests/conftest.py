@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_images
+from tests.badfiles import messy_folder, refusing_open
+from tests.helpers import tiny_cnn, write_images
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -70,3 +74,40 @@ def keras2_files(tmp_path_factory) -> Path:
 def tiny_images(tmp_path) -> Path:
     """Three colour classes, 12 images each, unsplit."""
     return write_images(tmp_path / "images", {"red": 12, "green": 12, "blue": 12})
+
+
+@pytest.fixture
+def deny_unreadable(monkeypatch):
+    """Make files named unreadable.* unreadable even to root (tests run as root in CI)."""
+    monkeypatch.setattr(builtins, "open", refusing_open(builtins.open))
+
+
+@pytest.fixture(scope="session")
+def messy_run(tmp_path_factory):
+    """One tiny end-to-end training run on a folder of every kind of mess (tests/badfiles.py): the Run, what
+    was put in the folder, and the run's stderr. One file vanishes after the check, before the epochs."""
+    from graftkit import api
+    from graftkit.data import layout
+
+    root = tmp_path_factory.mktemp("messy")
+    mess = messy_folder(root / "data")
+    model = tiny_cnn(root / "personal.keras", size=24, classes=3)
+    real_load_split, real_open = layout.load_split, builtins.open
+    stderr = io.StringIO()
+
+    def load_split_then_vanish(*args, **kwargs):
+        split = real_load_split(*args, **kwargs)
+        os.unlink(mess["vanish"])
+        return split
+
+    saved = sys.stderr
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(layout, "load_split", load_split_then_vanish)
+        patch.setattr(builtins, "open", refusing_open(real_open))
+        sys.stderr = stderr
+        try:
+            run = api.train(root / "data", base=str(model), epochs=1, fine_tune_epochs=0, batch_size=8,
+                            augment=False, lr=0.01, out=str(root / "run"), feature_cache="off")
+        finally:
+            sys.stderr = saved
+    return run, mess, stderr.getvalue()

@@ -22,6 +22,15 @@ def write_images(root: Path, classes: dict[str, int], size: int = 24, seed: int 
     return root
 
 
+def solid_image(path: Path, color=(255, 0, 0), size=(16, 12), mode="RGB", **save) -> Path:
+    """Write a solid-colour image (``size`` is width, height); the format follows the extension."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).convert(mode).save(path, **save)
+    return path
+
+
 def tiny_cnn(path, size=24, classes=5):
     """A personal model ending in Dense softmax, the article's Example 3 shape (seeded: the same every time)."""
     keras.utils.set_random_seed(0)

@@ -5,11 +5,19 @@ import json
 import numpy as np
 import pytest
 
-from graftkit import features
-from graftkit.advice import (LARGER, NOT_HERE, Candidate, _candidates, advise, choose_base, choose_freeze,
-                             linear_probe)
+from graftkit.advice import (
+    LARGER,
+    NOT_HERE,
+    Candidate,
+    _candidates,
+    advise,
+    choose_base,
+    choose_freeze,
+    linear_probe,
+)
 from graftkit.bases.loader import load_base
 from graftkit.errors import GraftError
+from graftkit.features.extract import extract_features
 from tests.helpers import tiny_cnn, write_images
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -72,7 +80,7 @@ def test_advise_compares_model_files_and_leaves_their_features_in_the_cache(tmp_
     base = load_base(advice.base)
     stats = {}
     sample = sorted(str(p) for p in data.rglob("*.png"))
-    features.extract_features(base, sample, pool="avg", stats=stats)
+    extract_features(base, sample, pool="avg", stats=stats)
     assert stats["cached"] == 30 and stats["computed"] == 6
 
 

@@ -1,5 +1,7 @@
 """The `graft` command: a full train / predict / evaluate / inspect cycle, and one-line errors for bad input."""
 
+from __future__ import annotations
+
 import csv
 import io
 import json
@@ -111,3 +113,77 @@ def test_missing_folder_from_a_real_process(tmp_path):
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("graft: error:")]
     assert len(errors) == 1 and "nowhere" in errors[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["predict", "run", "x.png", "--top-k", "0"], "--top-k"),
+    (["predict", "run", "x.png", "--batch-size", "-1"], "--batch-size"),
+    (["evaluate", "run", "data", "--batch-size", "0"], "--batch-size"),
+    (["train", "data", "--lr", "-1"], "--lr"),
+    (["train", "data", "--image-size", "16"], "--image-size"),
+])
+def test_cli_numeric_options(capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("graft: error:")][0].count(needle) == 1
+
+
+def test_cli_unknown_option_is_a_usage_error(capsys):
+    assert main(["train", "data", "--learning-rate", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: graft train" in err and "unknown option '--learning-rate'" in err
+
+
+@pytest.mark.parametrize("argv, usage, needle", [
+    (["train", "data", "--epoch", "2"], "graft train", "did you mean --epochs?"),  # no prefix matching
+    (["predict", "run", "x.png", "--top", "2"], "graft predict", "did you mean --top-k?"),
+    (["trian", "data"], "graft", "did you mean train?"),
+])
+def test_typos_get_the_subcommands_usage_and_the_nearest_name(capsys, argv, usage, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"usage: {usage}" in err and needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "{data}", "--base", "mobilenetv2_0.5"], "did you mean mobilenet_v2_0.5?"),
+    (["train", "{data}", "--base", "efficentnet_lite0"], "did you mean efficientnet_lite0?"),
+    (["train", "{data}", "--freeze", "last30%"], "did you mean last:30%?"),
+    (["train", "{data}", "--base", "mobilenet_v2_0.35", "--freeze", "blocks:9"], "has 4 blocks"),
+    (["train", "{data}", "--epochs", "-1"], "--epochs -1"),
+    (["train", "{data}", "--image-size", "7"], "--image-size 7"),
+    (["train", "{data}", "--out", "{run}"], "already holds a trained model"),
+])
+def test_option_errors_come_before_tensorflow_is_imported(tmp_path, argv, needle):
+    """Each mistake is one line with exit code 2, found without importing TensorFlow (so in a moment)."""
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.keras").write_text("")
+    argv = [a.format(data=tmp_path / "data", run=tmp_path / "run") for a in argv]
+    code = ("import sys; from graftkit.cli import main; rc = main(%r); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; sys.exit(rc)" % argv)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("graft: error:")]
+    assert len(errors) == 1 and needle in errors[0], result.stderr
+
+
+def test_bases_and_help_import_no_tensorflow():
+    code = ("import sys, contextlib, io; from graftkit.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out: rc = main(['bases'])\n"
+            "assert rc == 0 and 'efficientnet_lite0' in out.getvalue()\n"
+            "assert 'tensorflow' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_train_option_has_help_with_its_default():
+    from graftkit.cli import build_parser
+
+    train = build_parser()._graft_commands["train"]
+    for action in train._actions:
+        if action.option_strings and action.dest not in ("help",):
+            assert action.help, action.dest
+    text = train.format_help()
+    for shown in ("(default: 32)", "(default: last:30%)", "(default: 0.2)", "(default: lr / 10)"):
+        assert shown in " ".join(text.split()), shown

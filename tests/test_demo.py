@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from graftkit.data import load_split
+from graftkit.data.layout import load_split
 from graftkit.demo import ELPV_CLASSES, SHOTS, elpv_folders, prepare
 
 

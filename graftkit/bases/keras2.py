@@ -22,8 +22,10 @@ def keras2_config_for_keras3(config: dict) -> dict:
     changes nothing (``groups=1`` on depthwise / separable / transposed convolutions,
     unused ``kernel_*`` on separable ones, ``rng_type``, ``None`` values), list
     ``axis`` on BatchNormalization, ``/`` in layer names, one input / output written
-    as a list of one, and the node numbers of nested models (Keras 2 counted a node
-    of their own that Keras 3 does not create).
+    as a list of one, the node numbers of nested models (Keras 2 counted a node
+    of their own that Keras 3 does not create), and a Keras 2.2-2.3 Sequential with no
+    ``InputLayer`` whose first layer carries ``batch_input_shape`` (Keras 3 would make
+    that shape, batch axis included, the shape of one example: an input of rank 5).
 
     Example:
         >>> keras2_config_for_keras3({"class_name": "DepthwiseConv2D",
@@ -78,10 +80,30 @@ def _fix_layer(entry) -> None:
     axis = cfg.get("axis")
     if cls == "BatchNormalization" and isinstance(axis, list) and len(axis) == 1:
         cfg["axis"] = int(axis[0])
+    if cls == "Sequential" and isinstance(cfg.get("layers"), list):
+        _add_sequential_input(cfg)
     if cls in _NESTED_CLASSES and isinstance(cfg.get("layers"), list):
         _fix_graph(cfg)
         for sub in cfg["layers"]:
             _fix_layer(sub)
+
+
+def _add_sequential_input(cfg: dict) -> None:
+    """Give a Keras 2.2-2.3 Sequential the ``InputLayer`` its first layer's ``batch_input_shape`` stands for."""
+    entries = cfg["layers"]
+    if not entries or not isinstance(entries[0], dict) or entries[0].get("class_name") == "InputLayer":
+        return
+    first = entries[0].get("config")
+    shape = first.get("batch_input_shape") if isinstance(first, dict) else None
+    if not isinstance(shape, list) or not shape:
+        return
+    del first["batch_input_shape"]
+    taken = {str(e.get("config", {}).get("name")) for e in entries if isinstance(e, dict)}
+    name = f"{first.get('name', 'input')}_input"
+    while name in taken:
+        name += "_"
+    entries.insert(0, {"class_name": "InputLayer", "config": {
+        "batch_shape": list(shape), "dtype": first.get("dtype") or "float32", "sparse": False, "name": name}})
 
 
 def _fix_graph(cfg: dict) -> None:

@@ -36,6 +36,12 @@ class Base:
     def feature_shape(self) -> tuple:
         return tuple(self.model.output.shape[1:])
 
+    def preprocessing_layer(self):
+        """The built-in Keras layers mapping RGB pixels 0..255 to this base's input (saved with the model)."""
+        from graftkit.bases.preprocess import preprocessing_layer
+
+        return preprocessing_layer(self.preprocessing, channels=int(self.model.inputs[0].shape[-1]))
+
 
 def is_model_file(source: str | Path) -> bool:
     """Whether ``source`` names a model file or SavedModel folder rather than a registered base.

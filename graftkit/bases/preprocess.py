@@ -2,7 +2,7 @@
 
 Putting it in the model means a trained graftkit model takes plain RGB pixels (0..255) and can
 never be fed the wrong ``preprocess_input`` later; building it from built-in layers
-(``Normalization``, and a fixed channel permutation for BGR bases) means the saved model loads
+(``Rescaling``, and a fixed channel permutation for BGR bases) means the saved model loads
 in plain Keras, without graftkit.
 """
 
@@ -30,18 +30,24 @@ MODE_HELP = {
 def preprocessing_layer(mode: str, *, channels: int = 3, name: str = "preprocess"):
     """A layer mapping RGB pixels 0..255 to what a base was trained on, made of built-in Keras layers.
 
-    ``(x - offset) / scale`` per channel is a ``Normalization`` layer with fixed mean and variance
-    (``sqrt(scale**2)`` is exact, so the result is the same as the formula's); ``caffe`` then
-    reverses the channels to BGR with a fixed, bias-free 1x1 ``Dense`` of zeros and ones, which is
-    exact too. ``channels=1`` (a grayscale base) uses the mean of the three channels' constants.
+    ``(x - offset) / scale`` per channel is a ``Rescaling`` layer computing
+    ``x * (1 / scale) + (-offset / scale)`` (the same to a float32 rounding; exact for ``caffe``
+    and ``none``); ``caffe`` then reverses the channels to BGR with a fixed, bias-free 1x1
+    ``Dense`` of zeros and ones, which is exact. ``channels=1`` (a grayscale base) uses the mean
+    of the three channels' constants.
+
+    ``Rescaling`` makes its constants inside each call, so the layer works in any graph a caller
+    traces it into and converts as it is (TFLite, ONNX); ``Normalization`` keeps its mean as a
+    tensor made once, which a graph traced later captures as an input (tf2onnx then asks for it).
 
     Example:
         >>> import numpy as np
         >>> layer = preprocessing_layer("tf")
         >>> float(layer(np.full((1, 2, 2, 3), 255.0, "float32")).numpy().max())
         1.0
-        >>> preprocessing_layer("caffe")(np.array([[[[0.0, 0.0, 255.0]]]], "float32")).numpy().round(3).tolist()
-        [[[[151.061, -116.779, -123.68]]]]
+        >>> bgr = preprocessing_layer("caffe")(np.array([[[[0.0, 0.0, 255.0]]]], "float32")).numpy()
+        >>> [round(float(v), 3) for v in bgr[0, 0, 0]]  # blue first, minus the ImageNet mean
+        [151.061, -116.779, -123.68]
     """
     import keras
     import numpy as np
@@ -49,15 +55,16 @@ def preprocessing_layer(mode: str, *, channels: int = 3, name: str = "preprocess
     if mode not in MODES:
         raise ValueError(f"unknown preprocessing '{mode}': use one of {', '.join(MODES)}")
     offset, scale, to_bgr = MODES[mode]
-    offset, scale = np.asarray(offset, "float32"), np.asarray(scale, "float32")
+    offset, scale = np.asarray(offset, "float64"), np.asarray(scale, "float64")
     if channels == 1:
         offset, scale = offset.mean(keepdims=True), scale.mean(keepdims=True)
-    normalize = keras.layers.Normalization(axis=-1, mean=offset, variance=scale ** 2, name=f"{name}_scale")
-    if not to_bgr or channels == 1:
-        return keras.Sequential([normalize], name=name)
-    flip = keras.layers.Dense(channels, use_bias=False, trainable=False, name=f"{name}_bgr",
-                              kernel_initializer=keras.initializers.Constant(np.eye(channels)[::-1]))
-    return keras.Sequential([normalize, flip], name=name)
+    layers = [keras.Input((None, None, channels), name=f"{name}_pixels"),
+              keras.layers.Rescaling(scale=(1 / scale).tolist(), offset=(-offset / scale).tolist(),
+                                     name=f"{name}_scale")]
+    if to_bgr and channels > 1:
+        layers.append(keras.layers.Dense(channels, use_bias=False, trainable=False, name=f"{name}_bgr",
+                                         kernel_initializer=keras.initializers.Constant(np.eye(channels)[::-1])))
+    return keras.Sequential(layers, name=name)
 
 
 def guess_preprocessing(model) -> str:

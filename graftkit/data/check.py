@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, UnidentifiedImageError
 
@@ -69,21 +69,25 @@ class _BadFile(Exception):
 
 @dataclass
 class Checked:
+    """The outcome of :func:`scan`: the good files, the skipped ones with their reasons, each good file's
+    content digest (when asked for) and its size in pixels ``(width, height)``."""
+
     good: list[str]
     skipped: list[tuple[str, str]]
     digests: dict[str, str]
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def scan(paths: list[str], *, strict: bool, digests: bool = True, any_name: bool = False) -> Checked:
     """Check every file; warn about (or, ``strict``, fail on) the bad ones."""
-    good, skipped, hashes = [], [], {}
+    good, skipped, hashes, sizes = [], [], {}, {}
     with warnings.catch_warnings():  # Pillow only warns between 1x and 2x its pixel limit: refuse those too
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")  # damaged metadata: checked here
         deep = []  # the brightest value of each 16-bit image
         for path in paths:
             try:
-                hashes[path], top = _check_file(path, digest=digests, any_name=any_name)
+                hashes[path], top, sizes[path] = _check_file(path, digest=digests, any_name=any_name)
                 good.append(path)
             except _BadFile as bad:
                 skipped.append((path, str(bad)))
@@ -102,7 +106,7 @@ def scan(paths: list[str], *, strict: bool, digests: bool = True, any_name: bool
         log.warn(f"{len(deep)} 16-bit image{'s' * (len(deep) > 1)} use{'s' * (len(deep) == 1)} values up to "
                  f"{max(deep)} of 65535 (a 10- or 12-bit camera?): graftkit scales 16-bit images by 1/257, so to the "
                  f"base they are nearly black (0..{max(deep) // 257}); stretch them to the full range first")
-    return Checked(good, skipped, hashes)
+    return Checked(good, skipped, hashes, sizes)
 
 
 def _warn_all(lines: list[str], summary: str) -> None:
@@ -135,10 +139,11 @@ def find_duplicates(train: list[str], val: list[str], digests: dict[str, str], s
     return pairs
 
 
-def _check_file(path: str, *, digest: bool = True, any_name: bool = False) -> tuple[str | None, int | None]:
+def _check_file(path: str, *, digest: bool = True, any_name: bool = False):
     """Raise :class:`_BadFile` unless ``path`` is a readable image.
 
-    Returns its content digest (None unless ``digest``) and, for a 16-bit image, its brightest value.
+    Returns its content digest (None unless ``digest``), for a 16-bit image its brightest value (else
+    None), and its size in pixels.
     """
     if not any_name and not is_image_name(path):
         raise _BadFile(f"not an image (graftkit reads {EXTENSIONS_TEXT})")
@@ -154,10 +159,10 @@ def _check_file(path: str, *, digest: bool = True, any_name: bool = False) -> tu
         with open(path, "rb") as file:
             hashed = _digest(file) if digest else None
             file.seek(0)
-            top = _check_image(file)
+            top, size = _check_image(file)
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ...
         raise _BadFile(f"not a readable image ({reason_of(error)})") from None
-    return hashed, top
+    return hashed, top, size
 
 
 def _digest(file) -> str:
@@ -167,23 +172,24 @@ def _digest(file) -> str:
     return hasher.hexdigest()
 
 
-def _check_image(source) -> int | None:
-    """Check that ``source`` decodes; returns the brightest value of a 16-bit image, else None."""
+def _check_image(source) -> tuple[int | None, tuple[int, int]]:
+    """Check that ``source`` decodes; returns the brightest value of a 16-bit image (else None) and its size."""
     with Image.open(source) as img:
         check_pixels(img)
+        size = img.size
         deep = img.mode.startswith("I;16")
         if img.format == "PNG":
             img.verify()  # walks every chunk and its CRC: catches truncation without decompressing
             if not deep:
-                return None
+                return None, size
             source.seek(0)
             with Image.open(source) as again:  # a verified image cannot be loaded: open it again
-                return int(again.getextrema()[1])
+                return int(again.getextrema()[1]), size
         # verify() passes a truncated JPEG, GIF or BMP; a load does not. For JPEG, the
         # 1/8-scale draft still reads every byte of entropy-coded data but skips most of the IDCT.
         img.draft("RGB", (1, 1))
         img.load()
-        return int(img.getextrema()[1]) if deep else None
+        return (int(img.getextrema()[1]) if deep else None), size
 
 
 def check_pixels(img: Image.Image) -> None:

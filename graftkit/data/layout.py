@@ -49,59 +49,135 @@ class ImageSet:
         return len(self.paths)
 
     def counts(self) -> dict[str, int]:
-        """Images per class name, every class listed (0 when it has none)."""
-        counts = np.bincount(self.labels, minlength=len(self.class_names))
-        return {name: int(n) for name, n in zip(self.class_names, counts)}
+        """Images per class name, every class listed (0 when it has none); multi-label: images carrying
+        each label; regression: empty."""
+        from graftkit.data.labels import counts
+
+        task = "single" if self.labels.ndim == 1 and self.labels.dtype.kind in "iu" else (
+            "multilabel" if self.labels.ndim == 2 else "regression")
+        return counts(self.labels, task, self.class_names)
 
 
 @dataclass
 class DataSplit:
     """Train and validation sets over the same classes.
 
-    ``how`` is ``"folders"`` when the data came split into folders, else e.g. ``"split 0.2, seed 0"``.
-    ``skipped`` lists the bad files left out, as ``(path, reason)``; ``duplicates`` the
-    ``(training path, validation path)`` pairs with the same content.
+    ``how`` is ``"folders"`` when the data came split into folders, else e.g. ``"folders, split 0.2, seed 0"``
+    or ``"table labels.csv"``. ``task`` is ``single``, ``multilabel`` or ``regression`` (the labels are then
+    int indices, 0/1 rows, or numbers); ``test`` holds a table's ``test`` rows. ``skipped`` lists the bad
+    files left out, as ``(path, reason)``; ``duplicates`` the ``(training path, validation path)`` pairs
+    with the same content; ``sizes`` each image's ``(width, height)``; ``warnings`` what looks wrong.
     """
 
     train: ImageSet
     val: ImageSet
     class_names: list[str]
     how: str
+    task: str = "single"
+    test: ImageSet | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
 
 
-def load_split(root, val_split: float = 0.2, seed: int = 0, *, strict: bool = False) -> DataSplit:
-    """Find the classes and images under ``root``, check every image and split them.
+def load_split(root, val_split: float = 0.2, seed: int = 0, *, strict: bool = False, task: str = "auto",
+               labels: str | Path | None = None, path_column: str | None = None,
+               label_column: str | None = None) -> DataSplit:
+    """Find the examples under ``root`` and their labels, check every image and split them.
 
-    ``root`` holds either ``train/`` and ``val/`` (or ``validation/``) with the same class
-    subfolders, or the class subfolders themselves, which are then split per class: a
-    ``val_split`` share of each class (at least one image, never all) goes to validation.
-    Images in nested folders count for their class; hidden entries (``.DS_Store``) and
-    plain files at the top are ignored; symlinked folders are followed, each folder once.
+    ``root`` is a folder of class subfolders, a folder with ``train/`` and ``val/`` (or
+    ``validation/``) holding the same class subfolders, or a label table (``.csv`` / ``.tsv``,
+    see :mod:`graftkit.data.table`; ``labels`` names one beside an image folder). What is not
+    split already is split here, seeded: stratified per class for a single-label task (a
+    ``val_split`` share of each class, at least one image, never all), a random share otherwise.
+    Images in nested folders count for their class; hidden entries (``.DS_Store``) and plain
+    files at the top are ignored; symlinked folders are followed, each folder once.
 
-    Bad files (not an image, empty, truncated, corrupt, over :data:`MAX_PIXELS`,
-    unreadable) are left out with a warning naming each, and listed in ``skipped``; a
-    class left with no images is still an error. Validation images whose content is also
-    in training are warned about and listed in ``duplicates``, not dropped.
+    ``task`` is ``single``, ``multilabel`` (a table cell of ``;``-separated labels, or the same
+    image in several class folders), ``regression`` (a numeric target column, or class folders named
+    by numbers), or ``auto``: multilabel for a table with several labels in a cell, else single.
+
+    Bad files (not an image, empty, truncated, corrupt, over :data:`MAX_PIXELS`, unreadable) are
+    left out with a warning naming each, and listed in ``skipped``; a class left with no images is
+    still an error. Validation images whose content is also in training are warned about and listed
+    in ``duplicates``; what else looks wrong (:func:`graftkit.data.labels.data_warnings`) in ``warnings``.
 
     Args:
-        root: the data folder.
-        val_split: share of each class held out for validation when ``root`` is not split.
+        root: the data folder or label table.
+        val_split: share held out for validation where the data is not split.
         seed: seed of that split.
-        strict: make any bad file or train/validation duplicate an error instead.
+        strict: make any bad file, bad table row or train/validation duplicate an error instead.
+        task: ``auto``, ``single``, ``multilabel`` or ``regression``.
+        labels: a label table for the images under ``root`` (paths in it relative to the table).
+        path_column, label_column: the table's columns, when not found by name.
 
     Returns:
         The split, class names sorted, paths sorted within each class.
 
     Raises:
-        GraftError: one line naming the folder or file at fault and the fix.
+        GraftError: one line naming the folder, file or row at fault and the fix.
 
     Example:
         >>> split = load_split("data/hymenoptera")  # doctest: +SKIP
         >>> split.class_names, len(split.train), len(split.val), split.how  # doctest: +SKIP
         (['ants', 'bees'], 245, 153, 'folders')
     """
+    from graftkit.data.labels import data_warnings, encode, split_indices
+    from graftkit.data.table import is_table, read_table
+
+    if not 0 < val_split < 1:
+        raise GraftError(f"--val-split {val_split} is out of range: use a fraction such as 0.2")
+    if labels is not None or is_table(root):
+        table = read_table(labels or root, item_column=path_column, label_column=label_column, strict=strict)
+        task = ("multilabel" if table.multilabel else "single") if task == "auto" else task
+        checked = scan([row.item for row in table.rows], strict=strict)
+        good = set(checked.good)
+        rows = [row for row in table.rows if row.item in good]
+        if not rows:
+            raise GraftError(f"no usable image in table '{table.path}': every file was skipped (see the warnings)")
+        items, label_lists, parts = [r.item for r in rows], [r.labels for r in rows], [r.split for r in rows]
+        if task == "regression":
+            table.rows = rows
+            table.targets()  # a one-line error naming the first row whose target is not a number
+        how = f"table {Path(table.path).name}"
+    else:
+        items, label_lists, parts, checked, how = _from_folders(root, task, strict)
+        task = "single" if task == "auto" else task
+    label_array, names = encode(label_lists, task)
+    if task != "regression" and len(names) < 2:
+        raise GraftError(f"'{root}' has only the label '{names[0]}': a classifier needs at least two; add "
+                         "examples of another class")
+    parts = np.array([part or "" for part in parts], dtype="<U5")
+    if not (parts == "val").any():
+        free = np.flatnonzero(parts == "")
+        if len(free) < 2:
+            raise GraftError(f"'{root}' has no validation examples and too few unsplit ones to hold some out: add "
+                             "rows with split 'val', or leave some rows' split empty")
+        if task == "single":
+            _each_class_twice(label_array[free], names, root, checked.skipped)
+        _, val = split_indices(label_array[free], task, val_split, seed)
+        parts[free[val]] = "val"
+        how = ", ".join(filter(None, [how, f"split {val_split:g}, seed {seed}"]))
+    parts[parts == ""] = "train"
+
+    def subset(part):
+        chosen = np.flatnonzero(parts == part)
+        return ImageSet([items[i] for i in chosen], label_array[chosen], names)
+
+    split = DataSplit(subset("train"), subset("val"), names, how, task=task,
+                      test=subset("test") if (parts == "test").any() else None)
+    split.skipped = checked.skipped
+    split.sizes = checked.sizes
+    split.duplicates = find_duplicates(split.train.paths, split.val.paths, checked.digests, strict)
+    order = {item: i for i, item in enumerate(items)}
+    split.warnings = data_warnings(split, digests=checked.digests,
+                                   label_lists=[label_lists[order[p]] for p in split.train.paths + split.val.paths])
+    return split
+
+
+def _from_folders(root, task: str, strict: bool):
+    """Examples of a class-folder layout: (paths, label lists, presplit parts, scan, how)."""
     root, train_dir, val_dir = _open_root(root)
     if train_dir:
         train, val = _classes(train_dir), _classes(val_dir)
@@ -111,35 +187,56 @@ def load_split(root, val_split: float = 0.2, seed: int = 0, *, strict: bool = Fa
             have, lack = (train_dir, val_dir) if name in train else (val_dir, train_dir)
             raise GraftError(f"class '{name}' is in '{have}' but not in '{lack}': "
                              f"add '{lack / name}' with images or remove '{have / name}'")
-        names = sorted(train)
         checked = scan([p for files in (*train.values(), *val.values()) for p in files], strict=strict)
-        train, val = _usable(train, checked, train_dir), _usable(val, checked, val_dir)
-        split = DataSplit(_image_set(train, names), _image_set(val, names), names, "folders")
+        sources = [("train", _usable(train, checked, train_dir)), ("val", _usable(val, checked, val_dir))]
+        how = "folders"
     else:
-        if not 0 < val_split < 1:
-            raise GraftError(f"--val-split {val_split} is out of range: use a fraction such as 0.2")
         classes = _classes(root)
-        names = sorted(classes)
-        checked = scan([p for name in names for p in classes[name]], strict=strict)
-        usable = _usable(classes, checked, root)
-        rng = np.random.default_rng(seed)
-        train, val = {}, {}
-        for name in names:
-            files = usable[name]
-            if len(files) < 2:
-                dropped = len(classes[name]) - len(files)
-                after = f" after skipping {dropped} bad file{'s' * (dropped > 1)}" if dropped else ""
-                raise GraftError(f"class '{name}' has only 1 image ('{root / name}'){after}: a class needs at "
-                                 "least 2 to split into train and val; add images or remove the folder")
-            n_val = min(max(round(len(files) * val_split), 1), len(files) - 1)
-            order = rng.permutation(len(files))
-            val[name] = sorted(files[i] for i in order[:n_val])
-            train[name] = sorted(files[i] for i in order[n_val:])
-        split = DataSplit(_image_set(train, names), _image_set(val, names), names,
-                          f"split {val_split:g}, seed {seed}")
-    split.skipped = checked.skipped
-    split.duplicates = find_duplicates(split.train.paths, split.val.paths, checked.digests, strict)
-    return split
+        checked = scan([p for name in sorted(classes) for p in classes[name]], strict=strict)
+        sources = [(None, _usable(classes, checked, root))]
+        how = None
+    if task == "regression":
+        bad = next((name for _, classes in sources for name in classes if not _is_number(name)), None)
+        if bad is not None:
+            raise GraftError(f"--task regression needs class folders named by numbers (the target), and "
+                             f"'{bad}' is not one: rename the folders, or use a label table with a target column")
+    items, label_lists, parts = [], [], []
+    for part, classes in sources:
+        if task == "multilabel":
+            merged: dict[str, int] = {}  # content digest -> index of its example
+            for name in sorted(classes):
+                for path in classes[name]:
+                    key = checked.digests.get(path, path)
+                    if key in merged:
+                        label_lists[merged[key]].append(name)
+                        continue
+                    merged[key] = len(items)
+                    items.append(path), label_lists.append([name]), parts.append(part)
+        else:
+            for name in sorted(classes):
+                items += classes[name]
+                label_lists += [[name]] * len(classes[name])
+                parts += [part] * len(classes[name])
+    return items, label_lists, parts, checked, how
+
+
+def _each_class_twice(labels: np.ndarray, names: list[str], root, skipped: list[tuple[str, str]]) -> None:
+    counts = np.bincount(labels, minlength=len(names))
+    for name, count in zip(names, counts):
+        if count < 2:
+            folder = Path(root) / name
+            dropped = sum(1 for path, _ in skipped if Path(path).is_relative_to(folder))
+            after = f" after skipping {dropped} bad file{'s' if dropped > 1 else ''}" if dropped else ""
+            raise GraftError(f"class '{name}' has only {count} image{'s' if count != 1 else ''} ('{folder}'){after}: "
+                             "a class needs at least 2 to split into train and val; add images or remove it")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def labelled_images(root, class_names: list[str], *, strict: bool = False) -> ImageSet:

@@ -6,7 +6,6 @@ from typing import Sequence
 
 import keras
 
-from graftkit.bases.preprocess import preprocessing_layer
 from graftkit.errors import GraftError
 
 
@@ -84,7 +83,7 @@ def assemble(base, head: keras.Model, *, train_bn: bool = False) -> keras.Model:
     """
     size = base.image_size
     inputs = keras.Input((size, size, 3), name="image")
-    x = preprocessing_layer(base.preprocessing)(inputs)
+    x = base.preprocessing_layer()(inputs)
     x = base.model(x, training=None if train_bn else False)
     outputs = head(x)
     return keras.Model(inputs, outputs, name="graft")

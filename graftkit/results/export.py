@@ -117,8 +117,11 @@ def export_model(model, path: str | Path, format: str, *, check_images, quantize
     with _beside(path, is_folder=format == "savedmodel") as tmp:
         _write(model, tmp, format, quantize, calibration_images)
         from graftkit.results.runtimes import load_runner
+        from graftkit.results.trained import holds_python_code
 
-        check = compare(model, load_runner(tmp, format), check_images, min_agreement=limit, max_allowed=bound)
+        # A Lambda's code in the model already runs in this process: reading it back trusts nothing new.
+        runner = load_runner(tmp, format, trust_model=holds_python_code(model))
+        check = compare(model, runner, check_images, min_agreement=limit, max_allowed=bound)
         if not check.passed:
             raise GraftError(f"export check failed for {format}"
                              f"{'' if quantize == 'none' else ' ' + quantize}: {check.describe()}; nothing "
@@ -130,7 +133,7 @@ def export_model(model, path: str | Path, format: str, *, check_images, quantize
 def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none", out: str | Path | None = None,
                data: str | Path | None = None, check_count: int = 64, calibration_count: int = 200,
                batch_size: int = 32, min_agreement: float | None = None,
-               max_difference: float | None = None, seed: int = 0) -> Export:
+               max_difference: float | None = None, seed: int = 0, trust_model: bool = False) -> Export:
     """Export a graftkit run's model, checked on its validation images (int8 calibrated on its training images).
 
     The default target is ``RUN/exports/model[-QUANTIZE].EXT`` (``RUN/exports/savedmodel`` for a
@@ -148,6 +151,7 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
         min_agreement: see :func:`export_model`.
         max_difference: see :func:`export_model`.
         seed: seed of the choice of images.
+        trust_model: allow a run whose model holds Python code (a Lambda layer of a personal base).
 
     Example:
         >>> e = export_run("runs/ants", "tflite", quantize="int8")  # doctest: +SKIP
@@ -166,7 +170,7 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
                           ("--batch-size", batch_size)):
         if value < 1:
             raise GraftError(f"{option} {value} is out of range: use 1 or more")
-    model, class_names = load_trained(run)
+    model, class_names = load_trained(run, trust_model=trust_model)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     check_paths, calibration_paths = _images_for(run_dir, data, check_count, calibration_count, seed)
     size = input_size(model)
@@ -263,7 +267,9 @@ def _check_limits(min_agreement: float | None, max_difference: float | None) -> 
 
 def _write(model, path: Path, format: str, quantize: str, calibration_images) -> None:
     if format == "keras":
-        model.save(path)
+        from graftkit.files import uncompiled_copy
+
+        uncompiled_copy(model).save(path)
     elif format == "savedmodel":
         model.export(str(path), format="tf_saved_model", verbose=False)
     elif format == "tflite":

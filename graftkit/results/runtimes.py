@@ -35,12 +35,13 @@ def guess_format(path: str | Path) -> str:
                      "SavedModel folder")
 
 
-def load_runner(path: str | Path, format: str | None = None) -> Runner:
+def load_runner(path: str | Path, format: str | None = None, *, trust_model: bool = False) -> Runner:
     """Load an exported model as a function ``batch -> probabilities``.
 
     Args:
         path: the exported file or SavedModel folder.
         format: ``keras``, ``savedmodel``, ``tflite`` or ``onnx``; guessed from ``path`` when None.
+        trust_model: load a ``.keras`` model holding Python code (a Lambda layer) outside safe mode.
 
     Example:
         >>> run = load_runner("runs/ants/exports/model.tflite")  # doctest: +SKIP
@@ -51,14 +52,16 @@ def load_runner(path: str | Path, format: str | None = None) -> Runner:
     loaders = {"keras": _keras, "savedmodel": _savedmodel, "tflite": _tflite, "onnx": _onnx}
     if format not in loaders:
         raise GraftError(f"unknown format '{format}': use one of {', '.join(loaders)}")
+    if format == "keras":
+        return _keras(Path(path), trust_model)
     return loaders[format](Path(path))
 
 
-def _keras(path: Path) -> Runner:
+def _keras(path: Path, trust_model: bool = False) -> Runner:
     from graftkit.model.infer import compiled_forward
     from graftkit.results.trained import load_trained
 
-    model, _ = load_trained(path)
+    model, _ = load_trained(path, trust_model=trust_model)
     forward = compiled_forward(model)
     return lambda batch: forward(np.asarray(batch, np.float32)).numpy()
 

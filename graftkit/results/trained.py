@@ -10,6 +10,7 @@ from graftkit.errors import GraftError
 from graftkit.runfolder import (
     CLASSES_FILE,
     CONFIG_FILE,
+    INPUTS_FILE,
     MODEL_FILE,
     SPLIT_FILE,
     UNFINISHED_FILE,
@@ -52,17 +53,37 @@ class Run:
 
     @property
     def input_contract(self) -> dict:
-        """What to feed the model in your own code: shape, channel order, value range, resize filter."""
+        """What to feed the model in your own code: shape, channel order, value range, resize filter, and
+        how to load it (the run folder's ``inputs.json``).
+
+        Example:
+            >>> graftkit.load("runs/ants").input_contract["shape"]  # doctest: +SKIP
+            [160, 160, 3]
+        """
         from graftkit.runfolder import input_contract
 
-        return input_contract(self.image_size, self.metrics.get("base", {}).get("preprocessing", "inside the model"))
+        if self.run_dir is not None and (self.run_dir / INPUTS_FILE).is_file():
+            contract = _read_json(self.run_dir / INPUTS_FILE)
+            if contract is not None:
+                return contract
+        return input_contract(self.image_size, self.metrics.get("base", {}).get("preprocessing", "inside the model"),
+                              python_code=holds_python_code(self.model))
 
     def predict(self, inputs, *, top_k: int = 3, batch_size: int = 32, strict: bool = False) -> list[dict]:
         """Classify image files, folders of them, or pixel arrays (``H x W x 3``, or a batch of them).
 
-        Files are decoded and resized exactly as in training (EXIF rotation, RGB, bilinear to the
-        input size); arrays of another size are resized with the same filter. Returns one dict per
-        image: ``path`` (or the array's index), ``label``, ``probability`` and ``top_k``.
+        Files are decoded and resized exactly as in training (see ``input_contract``: JPEG draft
+        decoding, EXIF rotation, RGB, bilinear to the input size). Arrays (RGB, 0..255) of another
+        size are resized with the same bilinear filter; they are already decoded, so a JPEG's
+        reduced-scale decoding cannot be redone: for training's exact pixels pass the file.
+        Returns one dict per image: ``path`` (or the array's index), ``label``, ``probability``
+        and ``top_k``.
+
+        Example:
+            >>> import numpy as np
+            >>> run = graftkit.load("runs/ants")  # doctest: +SKIP
+            >>> run.predict(np.zeros((480, 640, 3), "uint8"))[0]["label"]  # doctest: +SKIP
+            'ants'
         """
         from graftkit.results.predict import predict_arrays, predict_files
 
@@ -91,7 +112,8 @@ class Run:
 
         if self.run_dir is None:
             raise GraftError("this run has no run folder to export from: train with an --out folder, or load one")
-        return export_run(self.run_dir, format, **options)
+        # The model's code already runs in this process: trained here, or loaded with trust_model=True.
+        return export_run(self.run_dir, format, **{"trust_model": holds_python_code(self.model), **options})
 
 
 def _is_pixels(inputs) -> bool:
@@ -101,15 +123,20 @@ def _is_pixels(inputs) -> bool:
         isinstance(inputs, (list, tuple)) and bool(inputs) and isinstance(inputs[0], np.ndarray))
 
 
-def load(path: str | Path) -> Run:
+def load(path: str | Path, *, trust_model: bool = False) -> Run:
     """A finished run (a run folder, or a ``model.keras`` file) as a :class:`Run`.
+
+    Args:
+        path: the run folder or its ``model.keras``.
+        trust_model: allow a model holding Python code (a Lambda layer of a personal base
+            trained with ``--trust-model``); only for runs you trust.
 
     Example:
         >>> run = load("runs/ants")  # doctest: +SKIP
         >>> run.class_names  # doctest: +SKIP
         ['ants', 'bees']
     """
-    model, class_names = load_trained(path)
+    model, class_names = load_trained(path, trust_model=trust_model)
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     run_dir = folder if (folder / CONFIG_FILE).is_file() else None
     return Run(model=model, class_names=class_names, metrics=_read_json(folder / "metrics.json") or {},
@@ -132,15 +159,28 @@ def _read_json(path: Path):
         return None
 
 
-def load_trained(path: str | Path):
+def load_trained(path: str | Path, *, trust_model: bool = False):
     """Load a model trained by graftkit and its class names from a run folder or a ``.keras`` file.
 
     The model is plain Keras: it loads without graftkit too (see the README). A model from an
     older graftkit, which held graftkit's own preprocessing layer, still loads here.
 
+    Args:
+        path: a run folder or a ``.keras`` file.
+        trust_model: load a model that holds Python code (a Lambda layer) outside Keras' safe mode.
+
     Returns:
         ``(model, class_names)``; class names fall back to ``class_0 ...`` when no
         ``classes.json`` lies beside the model.
+
+    Raises:
+        GraftError: no model there, an unfinished run, a file that is not a Keras model, or a
+            model holding Python code without ``trust_model``.
+
+    Example:
+        >>> model, class_names = load_trained("runs/ants")  # doctest: +SKIP
+        >>> model.input_shape, class_names  # doctest: +SKIP
+        ((None, 160, 160, 3), ['ants', 'bees'])
     """
     import keras
 
@@ -152,15 +192,41 @@ def load_trained(path: str | Path):
     if not model_path.is_file():
         raise GraftError(f"no trained model at '{path}': pass a run folder or its {MODEL_FILE}")
     try:
-        model = keras.saving.load_model(model_path, compile=False,
+        model = keras.saving.load_model(model_path, compile=False, safe_mode=not trust_model,
                                         custom_objects={"graftkit>Preprocess": _legacy_preprocess()})
     except Exception as error:  # Keras raises many types for a file that is not a model
+        if any("safe_mode" in str(e) for e in _causes(error)):
+            raise GraftError(f"model '{model_path}' holds Python code (a Lambda layer of its personal base): pass "
+                             "--trust-model (trust_model=True) only if you trust the run") from None
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise GraftError(f"cannot load model '{model_path}' ({reason}): pass a model saved by graftkit") from None
     class_names = _read_json(model_path.parent / CLASSES_FILE)
     if class_names is None:
         class_names = [f"class_{i}" for i in range(model.output.shape[-1])]
     return model, class_names
+
+
+def holds_python_code(model) -> bool:
+    """Whether ``model`` holds a ``Lambda`` layer (Python code), which Keras loads only with ``safe_mode=False``.
+
+    Example:
+        >>> import keras
+        >>> holds_python_code(keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x * 2)]))
+        True
+    """
+    import keras
+
+    from graftkit.model.graph import flatten_layers
+
+    return any(isinstance(layer, keras.layers.Lambda) for layer in flatten_layers(model))
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain = []
+    while error is not None and error not in chain and len(chain) < 20:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
 
 
 def _legacy_preprocess():

@@ -4,7 +4,7 @@ Training the head of ``preprocess -> frozen base -> head`` end to end recomputes
 base outputs every epoch. Here the base's outputs are extracted once through the feature
 cache (:mod:`graftkit.features`), already globally pooled when the head starts with that
 pooling, and the separate ``head`` model is fitted on them with the same optimizer, loss,
-batch size and early stopping as :func:`graftkit.stages.fit_stage`: in one compiled loop per
+batch size and early stopping as :func:`graftkit.training.stages.fit_stage`: in one compiled loop per
 epoch when the features are in memory (:func:`fit_on_features`), by ``fit_stage`` itself
 when they stream from disk. The full model shares the head's layers, so it is complete
 afterwards and fine-tuning continues from it.
@@ -70,14 +70,14 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
 
     Args:
         base: a :class:`graftkit.bases.loader.Base`, frozen.
-        head: the head model from :func:`graftkit.head.build_head` (shared with the full model).
-        split: a :class:`graftkit.data.DataSplit`.
+        head: the head model from :func:`graftkit.model.head.build_head` (shared with the full model).
+        split: a :class:`graftkit.data.layout.DataSplit`.
         views: 0 for exact features, else the number of augmented views (see :func:`choose_views`).
-        batch_size, epochs, learning_rate, patience, class_weight: as for :func:`graftkit.stages.fit_stage`.
-        cache, memory_budget_mb: as for :func:`graftkit.features.extract_features`.
+        batch_size, epochs, learning_rate, patience, class_weight: as for :func:`graftkit.training.stages.fit_stage`.
+        cache, memory_budget_mb: as for :func:`graftkit.features.extract.extract_features`.
         seed: seed of the shuffle and of the augmented views.
         callbacks: more Keras callbacks for the head's ``fit`` (e.g. TensorBoard).
-        checkpoint, resume: as for :func:`graftkit.stages.fit_stage` (a resume replays the
+        checkpoint, resume: as for :func:`graftkit.training.stages.fit_stage` (a resume replays the
             shuffles of the epochs done, so it goes on exactly as the interrupted run would have).
 
     Returns:
@@ -125,7 +125,7 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
         val_data = features_dataset(val, split.val.labels, batch_size=batch_size)
         result = fit_stage("head", trained, train_data, val_data, epochs=epochs, learning_rate=learning_rate,
                            patience=patience, class_weight=class_weight, callbacks=callbacks,
-                           checkpoint=checkpoint, resume=resume)
+                           checkpoint=checkpoint, resume=resume, samples=len(split.train))
     result.seconds = time.perf_counter() - start
     return result, CachedFeatures(train=train, val=val, views=views, model=trained, pool=pool)
 
@@ -183,7 +183,7 @@ def after_pooling(head) -> tuple[str | None, object]:
         ``("avg" or "max", the model from pooled features to probabilities)``, or ``(None, head)``.
 
     Example:
-        >>> from graftkit.head import build_head
+        >>> from graftkit.model.head import build_head
         >>> pool, rest = after_pooling(build_head((7, 7, 32), 3))
         >>> pool, rest.input.shape
         ('avg', (None, 32))
@@ -209,7 +209,7 @@ def _inputs_of(layer) -> list:
 def fit_on_features(name: str, head, train_views, train_labels, val_features, val_labels, *, batch_size: int,
                     epochs: int, learning_rate: float, patience: int = 3, class_weight: dict | None = None,
                     seed: int = 0, checkpoint=None, resume=None):
-    """Fit ``head`` on in-memory features as :func:`graftkit.stages.fit_stage` would, with an epoch per call.
+    """Fit ``head`` on in-memory features as :func:`graftkit.training.stages.fit_stage` would, with an epoch per call.
 
     The same training as there: Adam at ``learning_rate`` with Keras' defaults, sparse
     cross-entropy, the batch size, a reshuffle every epoch, class weights, and Keras
@@ -227,15 +227,15 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
         train_labels, val_features, val_labels: the rest of the data.
         batch_size, epochs, learning_rate, patience, class_weight: as for ``fit_stage``.
         seed: seed of the shuffle and of the choice of view.
-        checkpoint, resume: as for :func:`graftkit.stages.fit_stage`; the shuffles of the
+        checkpoint, resume: as for :func:`graftkit.training.stages.fit_stage`; the shuffles of the
             epochs done are drawn again, so a resumed stage ends as an uninterrupted one.
 
     Returns:
-        A :class:`graftkit.stages.StageResult`; ``head`` holds the best epoch's weights.
+        A :class:`graftkit.training.stages.StageResult`; ``head`` holds the best epoch's weights.
 
     Example:
         >>> import numpy as np
-        >>> from graftkit.head import build_head
+        >>> from graftkit.model.head import build_head
         >>> x, y = np.random.default_rng(0).normal(size=(40, 4)).astype("float32"), np.arange(40) % 2
         >>> fit_on_features("head", build_head((4,), 2), x, y, x, y, batch_size=8, epochs=2,
         ...                 learning_rate=1e-2).history["val_loss"].__len__()
@@ -245,16 +245,13 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     import tensorflow as tf
 
     from graftkit.training.checkpoint import restore_training
-    from graftkit.training.stages import StageResult, Stopper, compile_for
+    from graftkit.training.stages import StageRun, Stopper, compile_for
 
     compile_for(head, learning_rate)  # as fit_stage leaves it; the update below is the same Adam, fused
     adam = _FusedAdam(head.trainable_variables, learning_rate)
     first = resume.epoch if resume else 0
     if resume:
         restore_training(resume, head, adam.slots)
-    trainable = sum(int(keras.ops.size(w)) for w in head.trainable_weights)
-    log.info(f"{name} stage: up to {epochs} epochs at learning rate {learning_rate:g}, "
-             f"{trainable:,} trainable parameters" + (f", resumed after epoch {first}" if resume else ""))
     views = list(train_views) if isinstance(train_views, (list, tuple)) else [train_views]
     count, n_views = len(train_labels), len(views)
     table = tf.constant(np.concatenate(views) if n_views > 1 else views[0])
@@ -301,30 +298,24 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     stopper.set_model(head)
     head.stop_training = False
     stopper.on_train_begin()
+    stage = StageRun(name, head, epochs=epochs, learning_rate=learning_rate, samples=count, checkpoint=checkpoint,
+                     stopper=stopper, slots=adam.slots, resume=resume)
     rng = np.random.default_rng(seed)
-    history = {key: list(resume.history[key]) if resume else [] for key in ("accuracy", "loss", "val_accuracy",
-                                                                             "val_loss")}
     start = time.perf_counter()
     for epoch in range(epochs):
         order = rng.permutation(count)
         rows = order + count * rng.integers(n_views, size=count) if n_views > 1 else order
         if epoch < first or stopper.stopped:
             continue  # done before the interruption: only its draws, so later epochs draw as they did
+        stage.begin_epoch(epoch)  # no bar: an epoch is one compiled call of milliseconds
         loss, accuracy, val_loss, val_accuracy = (float(v) for v in run_epoch(tf.constant(rows, tf.int32)))
         logs = {"accuracy": accuracy, "loss": loss, "val_accuracy": val_accuracy, "val_loss": val_loss}
-        for key, value in logs.items():
-            history[key].append(value)
-        log.info(f"{name} epoch {epoch + 1}/{epochs}: loss {loss:.4f}, accuracy {accuracy:.4f}, "
-                 f"val_loss {val_loss:.4f}, val_accuracy {val_accuracy:.4f}")
         stopper.on_epoch_end(epoch, logs)
-        if checkpoint is not None:
-            checkpoint.record(name, epoch + 1, history, head, adam.slots, stopper)
+        stage.end_epoch(epoch, logs)
         if head.stop_training:
             break
     stopper.on_train_end()
-    return StageResult(name=name, history=history, best_epoch=stopper.best_epoch + 1,
-                       best_val_loss=float(stopper.best), seconds=time.perf_counter() - start,
-                       trainable_params=trainable)
+    return stage.result(stopper, time.perf_counter() - start)
 
 
 def predict_features(head, features, *, batch_size: int = 256) -> np.ndarray:
@@ -335,7 +326,7 @@ def predict_features(head, features, *, batch_size: int = 256) -> np.ndarray:
 
     Example:
         >>> import keras, numpy as np
-        >>> from graftkit.head import build_head
+        >>> from graftkit.model.head import build_head
         >>> predict_features(build_head((4,), 3), np.zeros((5, 4), "float32")).shape
         (5, 3)
     """

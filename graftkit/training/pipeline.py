@@ -90,7 +90,8 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     elif config.epochs:
         stages.append(fit_stage("head", model, train_data, val_data, epochs=config.epochs,
                                 learning_rate=config.lr, patience=config.patience, class_weight=weights,
-                                callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head")))
+                                callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head"),
+                                samples=len(split.train)))
     if config.epochs and not head_done:
         saver.stage_done(stages[-1], head_weights=head.get_weights())
     freeze = parse_freeze(config.freeze)
@@ -105,7 +106,7 @@ def train_config(config: TrainConfig, resume=None) -> Run:
                                       learning_rate=config.fine_tune_lr, patience=config.patience,
                                       class_weight=weights, baseline_val_loss=baseline,
                                       callbacks=logs("fine_tune"), checkpoint=saver,
-                                      resume=resume.state_of("fine_tune")))
+                                      resume=resume.state_of("fine_tune"), samples=len(split.train)))
         saver.stage_done(stages[-1], final_weights=model.get_weights())
     elif config.fine_tune_epochs:
         log.info("--freeze all: no fine-tuning stage")
@@ -166,7 +167,10 @@ def _start_run(run_dir: Path, config: TrainConfig, split, base) -> None:
         "how": split.how, "class_names": split.class_names,
         **{part: [[str(Path(path).resolve()), int(label)] for path, label in zip(images.paths, images.labels)]
            for part, images in (("train", split.train), ("val", split.val))}})
-    atomic_write_json(run_dir / runfolder.INPUTS_FILE, runfolder.input_contract(base.image_size, base.preprocessing))
+    from graftkit.results.trained import holds_python_code
+
+    atomic_write_json(run_dir / runfolder.INPUTS_FILE, runfolder.input_contract(
+        base.image_size, base.preprocessing, python_code=holds_python_code(base.model)))
     mark_unfinished(run_dir)
 
 

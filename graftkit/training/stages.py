@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import keras
@@ -79,6 +80,141 @@ class Stopper(keras.callbacks.EarlyStopping):
         return self.stopped_epoch > 0
 
 
+class StageRun:
+    """One training stage under way: what it tells the user and what it keeps after every epoch.
+
+    Both ways of fitting a stage share it: :func:`fit_stage` (Keras' ``fit``, through
+    :class:`StageCallback`) and :func:`graftkit.training.head_stage.fit_on_features` (a compiled
+    loop on cached features). It counts the trainable parameters and says what the stage will do;
+    shows a live bar inside each epoch (images done, images/s, running loss; plain lines when
+    stderr is not a terminal); then prints one line for the epoch, appends its metrics to the
+    history and writes the checkpoint.
+
+    Args:
+        name: ``head`` or ``fine_tune`` (any name, for other loops).
+        model: the model being trained, its ``trainable`` flags set.
+        epochs: the most epochs the stage runs.
+        learning_rate: the stage's learning rate, for its opening line.
+        samples: training examples per epoch, so the bar counts images; None counts batches.
+        checkpoint: where to record the state after every epoch, or None.
+        stopper: the stage's :class:`Stopper`, whose state goes into the checkpoint.
+        slots: the optimizer's variables to checkpoint; None for ``model.optimizer.variables``.
+        resume: the state an interrupted run reached: its history goes on.
+
+    Example:
+        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        >>> stage = StageRun("head", m, epochs=1, learning_rate=1e-3, samples=8)
+        >>> stage.trainable
+        10
+        >>> stage.begin_epoch(0, steps=2); stage.batch_done(0, loss=0.71); stage.batch_done(1, loss=0.69)
+        >>> stage.end_epoch(0, {"loss": 0.69, "accuracy": 0.5, "val_loss": 0.6, "val_accuracy": 0.5})
+        >>> stage.history["val_loss"]
+        [0.6]
+    """
+
+    def __init__(self, name: str, model: keras.Model, *, epochs: int, learning_rate: float,
+                 samples: int | None = None, checkpoint: Checkpointer | None = None, stopper: Stopper | None = None,
+                 slots: list | None = None, resume: StageState | None = None):
+        self.name, self.model, self.epochs, self.samples = name, model, epochs, samples
+        self.checkpoint, self.stopper, self.slots = checkpoint, stopper, slots
+        self.history = {key: list(values) for key, values in (resume.history if resume else {}).items()}
+        self.trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+        self._bar, self._per_step = None, 1
+        self._started, self._trained, self._done = time.perf_counter(), None, 0
+        resumed = f", resumed after epoch {resume.epoch}" if resume else ""
+        log.info(f"{name} stage: up to {epochs} epochs at learning rate {learning_rate:g}, "
+                 f"{self.trainable:,} trainable parameters{resumed}")
+
+    def begin_epoch(self, epoch: int, steps: int | None = None) -> None:
+        """Start 0-based ``epoch``; ``steps`` batches are to come (a bar is shown only when given)."""
+        self.close()
+        self._started, self._trained, self._done = time.perf_counter(), None, 0
+        if steps:
+            images = bool(self.samples)
+            self._per_step = -(-self.samples // steps) if images else 1
+            self._bar = log.progress(self.samples if images else steps, self._label(epoch),
+                                     unit="images" if images else "batches")
+
+    def batch_done(self, batch: int, loss: float | None = None) -> None:
+        """Record that batch ``batch`` (0-based) of the epoch is trained; ``loss`` is the epoch's running loss."""
+        self._trained = time.perf_counter()
+        if self._bar is not None:
+            self._done = min((batch + 1) * self._per_step, self._bar.total or (batch + 1) * self._per_step)
+            self._bar.update(self._done, **({} if loss is None else {"loss": float(loss)}))
+
+    def end_epoch(self, epoch: int, logs: dict) -> None:
+        """Finish 0-based ``epoch`` with its metrics: one line, the history, the checkpoint.
+
+        When a :class:`Stopper` decides on this epoch, call its ``on_epoch_end`` first, so the
+        checkpoint holds its decision.
+        """
+        logs = {key: float(value) for key, value in (logs or {}).items()}
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        now = time.perf_counter()
+        images = self.samples or self._done
+        shown = [key for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs]
+        shown += [key for key in logs if key not in shown]
+        timing = f"{now - self._started:.1f} s"  # the whole epoch, validation included
+        if images:  # the rate is of training alone
+            unit = "images" if self.samples else "batches"
+            timing = f"{images} {unit}, {log.rate(images, (self._trained or now) - self._started)} {unit}/s, {timing}"
+        message = f"{self._label(epoch)}: " + ", ".join(f"{key} {logs[key]:.4f}" for key in shown) + f" ({timing})"
+        if self._bar is not None:
+            self._bar.close(message)
+            self._bar = None
+        else:
+            log.info(message)
+        if self.checkpoint is not None:
+            slots = self.model.optimizer.variables if self.slots is None else self.slots
+            self.checkpoint.record(self.name, epoch + 1, self.history, self.model, slots, self.stopper)
+
+    def close(self) -> None:
+        """End the bar of an epoch that did not finish (an error, an interruption) with a line of how far it got."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def result(self, stopper: Stopper, seconds: float) -> StageResult:
+        """The :class:`StageResult` of the stage once ``stopper`` has put the best weights back."""
+        return StageResult(name=self.name, history=self.history, best_epoch=stopper.best_epoch + 1,
+                           best_val_loss=float(stopper.best), seconds=seconds, trainable_params=self.trainable)
+
+    def _label(self, epoch: int) -> str:
+        return f"{self.name} epoch {epoch + 1}/{self.epochs}"
+
+
+class StageCallback(keras.callbacks.Callback):
+    """Hands Keras' ``fit`` events to a :class:`StageRun`, in place of Keras' own progress output.
+
+    Fit with ``verbose=0``; list this callback after early stopping, whose decision it checkpoints.
+
+    Example:
+        >>> import numpy as np
+        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        >>> compile_for(m, 1e-3)
+        >>> x, y = np.zeros((8, 4), "float32"), np.zeros(8, "int32")
+        >>> stage = StageRun("demo", m, epochs=2, learning_rate=1e-3, samples=8)
+        >>> _ = m.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[StageCallback(stage)])
+        >>> len(stage.history["loss"])
+        2
+    """
+
+    def __init__(self, stage: StageRun):
+        super().__init__()
+        self.stage = stage
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.stage.begin_epoch(epoch, steps=(self.params or {}).get("steps"))
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        self.stage.batch_done(batch, loss=None if loss is None else float(loss))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.stage.end_epoch(epoch, logs)
+
+
 def fit_stage(
     name: str,
     model: keras.Model,
@@ -92,8 +228,12 @@ def fit_stage(
     callbacks: list | None = None,
     checkpoint: Checkpointer | None = None,
     resume: StageState | None = None,
+    samples: int | None = None,
 ) -> StageResult:
     """Compile and fit ``model`` for one stage, keeping the weights of the best validation epoch.
+
+    Progress goes to stderr through :class:`StageRun` (Keras' own output is off), so stdout
+    stays for results.
 
     Args:
         name: stage name for messages and the history.
@@ -107,56 +247,40 @@ def fit_stage(
         callbacks: more Keras callbacks for ``fit`` (e.g. TensorBoard), beside early stopping.
         checkpoint: where to record the state after every epoch, or None.
         resume: the state this stage reached in an interrupted run: it goes on from there.
+        samples: training examples in ``train_data``, so the progress bar counts images (else batches).
 
     Returns:
         A :class:`StageResult`; the model holds the best epoch's weights.
-    """
-    import time
 
+    Example:
+        >>> import numpy as np, tensorflow as tf
+        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        >>> data = tf.data.Dataset.from_tensor_slices((np.eye(4, dtype="float32"), [0, 1, 0, 1])).batch(2)
+        >>> fit_stage("head", m, data, data, epochs=2, learning_rate=1e-2, samples=4).best_epoch in (1, 2)
+        True
+    """
     compile_for(model, learning_rate)
     stopper = Stopper(patience, resume)
-    history = {key: list(values) for key, values in (resume.history if resume else {}).items()}
     first = resume.epoch if resume else 0
     if resume:
         model.optimizer.build(model.trainable_variables)  # its variables exist now, to be put back
         restore_training(resume, model, model.optimizer.variables)
-    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
-    log.info(f"{name} stage: up to {epochs} epochs at learning rate {learning_rate:g}, "
-             f"{trainable:,} trainable parameters" + (f", resumed after epoch {first}" if resume else ""))
-    recorder = _Recorder(name, stopper, history, checkpoint)
+    stage = StageRun(name, model, epochs=epochs, learning_rate=learning_rate, samples=samples,
+                     checkpoint=checkpoint, stopper=stopper, resume=resume)
     start = time.perf_counter()
     if first < epochs and not (resume and resume.stopper.get("stopped_epoch")):
-        model.fit(
-            train_data, validation_data=val_data, epochs=epochs, initial_epoch=first, class_weight=class_weight,
-            callbacks=[stopper, recorder, *(callbacks or [])], verbose=log.keras_verbosity(), shuffle=False,
-        )
+        try:
+            model.fit(
+                train_data, validation_data=val_data, epochs=epochs, initial_epoch=first, class_weight=class_weight,
+                callbacks=[stopper, StageCallback(stage), *(callbacks or [])], verbose=0, shuffle=False,
+            )
+        finally:
+            stage.close()
     else:  # the interrupted run had ended this stage: only its best weights to put back
         stopper.set_model(model)
         stopper.on_train_begin()
         stopper.on_train_end()
-    return StageResult(
-        name=name,
-        history=history,
-        best_epoch=stopper.best_epoch + 1,
-        best_val_loss=float(stopper.best),
-        seconds=time.perf_counter() - start,
-        trainable_params=trainable,
-    )
-
-
-class _Recorder(keras.callbacks.Callback):
-    """Keeps the stage's history and writes a checkpoint after every epoch (after early stopping's turn)."""
-
-    def __init__(self, name: str, stopper: Stopper, history: dict, checkpoint: Checkpointer | None):
-        super().__init__()
-        self.name, self.stopper, self.history, self.checkpoint = name, stopper, history, checkpoint
-
-    def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        if self.checkpoint is not None:
-            self.checkpoint.record(self.name, epoch + 1, self.history, self.model, self.model.optimizer.variables,
-                                   self.stopper)
+    return stage.result(stopper, time.perf_counter() - start)
 
 
 def fine_tune_stage(
@@ -175,18 +299,19 @@ def fine_tune_stage(
     callbacks: list | None = None,
     checkpoint: Checkpointer | None = None,
     resume: StageState | None = None,
+    samples: int | None = None,
 ) -> StageResult:
     """Unfreeze the top of the base by ``freeze`` and train at a lower learning rate.
 
     When no epoch beats ``baseline_val_loss`` (the head stage's best), the weights from
     before fine-tuning are put back and the result is marked ``kept=False``. ``checkpoint``
-    and ``resume`` are as for :func:`fit_stage`.
+    ``resume`` and ``samples`` are as for :func:`fit_stage`.
     """
     before = model.get_weights()
     apply_freeze(base_model, freeze, train_bn=train_bn)
     result = fit_stage("fine_tune", model, train_data, val_data, epochs=epochs,
                        learning_rate=learning_rate, patience=patience, class_weight=class_weight,
-                       callbacks=callbacks, checkpoint=checkpoint, resume=resume)
+                       callbacks=callbacks, checkpoint=checkpoint, resume=resume, samples=samples)
     if result.best_val_loss > baseline_val_loss:
         model.set_weights(before)
         result.kept = False

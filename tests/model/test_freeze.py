@@ -1,4 +1,4 @@
-"""Cutting, freezing and describing models (small Keras 3 models built in the test)."""
+"""model.freeze: freeze specs parsed and applied; frozen weights and BatchNorm statistics survive training."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from graftkit.errors import GraftError
-from graftkit.surgery import (FreezeSpec, apply_freeze, cut_at, describe_layers, flatten_layers,
-                              parse_freeze)
+from graftkit.model.freeze import FreezeSpec, apply_freeze, parse_freeze
+from graftkit.model.graph import flatten_layers
 
 NAMES = ["c1", "b1", "r1", "c2", "b2", "r2", "c3"]
 
@@ -123,41 +123,16 @@ def test_frozen_weights_and_batchnorm_statistics_survive_training(train_bn):
     assert same("b2") != train_bn  # BN in the trained part: only moves when asked to
 
 
-# ---------------------------------------------------------------- cut_at / describe
-def test_cut_at_shares_layers_and_defines_input():
-    model = keras.Sequential([keras.Input((16, 16, 3)), *_base().layers,
-                              keras.layers.GlobalAveragePooling2D(name="gap"), keras.layers.Dense(2)])
-    cut = cut_at(model, "r2")
-    assert cut.input.shape == (None, 16, 16, 3) and cut.output.shape == (None, 16, 16, 4)
-    assert cut.get_layer("c2") is model.get_layer("c2")
-    with pytest.raises(GraftError) as caught:
-        cut_at(model, "relu2")
-    message = str(caught.value)
-    assert "--cut" in message and "'relu2'" in message and "r2" in message and "graft inspect" in message
+def test_blocks_spec_trains_the_last_blocks_of_a_named_base():
+    """blocks:N follows the base's layer groups, so the cut falls on a block boundary, never inside one."""
+    from graftkit.bases.loader import load_base
+    from graftkit.model.graph import flatten_layers
 
-
-def test_cut_inside_nested_model_matches_the_layers():
-    inner = _base()
-    inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
-    outer = keras.Model(inputs, keras.layers.Flatten()(inner(x)))
-    cut = cut_at(outer, "r1")
-    assert cut.output.shape == (None, 16, 16, 4)
-    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
-    expected = images / 255
-    for name in ("c1", "b1", "r1"):
-        expected = inner.get_layer(name)(expected)
-    np.testing.assert_allclose(cut.predict(images, verbose=0), np.array(expected), atol=1e-5)
-
-
-def test_describe_layers():
-    inputs = keras.Input((16, 16, 3))
-    outer = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(_base()(inputs)))
-    rows = describe_layers(outer, cut="base")
-    assert [r["name"] for r in rows] == ["base", *NAMES, "gap"]
-    assert [r["depth"] for r in rows] == [0] + [1] * 7 + [0]
-    assert [r["name"] for r in rows if r["is_cut"]] == ["base"]
-    assert rows[0]["type"] == "Sequential" and rows[0]["output_shape"] == (None, 16, 16, 4)
-    assert rows[1] == {"name": "c1", "type": "Conv2D", "output_shape": (None, 16, 16, 4),
-                       "params": 112, "trainable": True, "is_cut": False, "depth": 1}
-    assert rows[0]["params"] == sum(r["params"] for r in rows[1:8])
+    base = load_base("mobilenet_v2_0.35", image_size=96, weights=None)
+    apply_freeze(base.model, parse_freeze("blocks:1"))
+    layers = flatten_layers(base.model)
+    first = next(i for i, layer in enumerate(layers) if layer.trainable)
+    assert layers[first].name == "block_13_expand"  # MobileNetV2's last group starts at block 13
+    assert not any(layer.trainable for layer in layers[:first])
+    with pytest.raises(GraftError, match="has 4 blocks"):
+        apply_freeze(base.model, parse_freeze("blocks:5"))

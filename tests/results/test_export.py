@@ -1,13 +1,14 @@
 """`graft export`: every format and quantization agrees with the Keras model, is checked, and is written atomically."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from graftkit.errors import GraftError
-from graftkit.export import MIN_AGREEMENT, export_model, export_run
-from graftkit.runtimes import guess_format, load_runner
+from graftkit.results.export import MIN_AGREEMENT, export_model, export_run
+from graftkit.results.runtimes import guess_format, load_runner
 from tests.helpers import train_tiny_run
 
 CASES = [("keras", "none"), ("savedmodel", "none"), ("onnx", "none"), ("tflite", "none"),
@@ -57,13 +58,13 @@ def test_savedmodel_folder_is_replaced_whole(run_dir, tmp_path):
 
 def test_check_fails_loudly_when_the_export_disagrees(run_dir, tmp_path, monkeypatch):
     """An export that runs but answers differently (a broken converter, say) is refused, not shipped."""
-    import graftkit.runtimes
+    from graftkit.results import runtimes
 
-    def swapped(path, format=None):  # a runtime whose classes come out in the wrong order
-        real = load_runner(path, format)
+    def swapped(path, format=None, **options):  # a runtime whose classes come out in the wrong order
+        real = load_runner(path, format, **options)
         return lambda batch: real(batch)[:, ::-1]
 
-    monkeypatch.setattr(graftkit.runtimes, "load_runner", swapped)
+    monkeypatch.setattr(runtimes, "load_runner", swapped)
     with pytest.raises(GraftError, match=r"export check failed for onnx: top-1 agreement 0\.\d+ on 6 images"):
         export_run(run_dir, "onnx", out=tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
@@ -85,10 +86,14 @@ def test_export_needs_images_when_the_data_is_gone(run_dir, tmp_path):
 
     copy = tmp_path / "moved"
     shutil.copytree(run_dir, copy)
-    config = json.loads((copy / "config.json").read_text())
-    config["data"] = str(tmp_path / "gone")
-    (copy / "config.json").write_text(json.dumps(config))
-    with pytest.raises(GraftError, match="--data"):
+    split = json.loads((copy / "split.json").read_text())  # the images the run was trained and checked on
+    moved = {part: [[str(tmp_path / "gone" / Path(path).name), label] for path, label in split[part]]
+             for part in ("train", "val")}
+    (copy / "split.json").write_text(json.dumps({**split, **moved}))
+    with pytest.raises(GraftError, match=r"the run's image '.*gone.*' is gone: pass --data"):
+        export_run(copy, "tflite")
+    (copy / "split.json").unlink()
+    with pytest.raises(GraftError, match="has no split.json.*pass --data"):
         export_run(copy, "tflite")
     export = export_run(copy, "tflite", data=run_dir.parent / "images" / "red", check_count=4)
     assert export.check.images == 4

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from graftkit.bases.personal import (find_cut, guess_preprocessing, keras2_config_for_keras3,
-                                     load_personal)
-from graftkit.bases.preprocess import Preprocess
+from graftkit.bases.personal import load_personal
+from graftkit.bases.preprocess import guess_preprocessing, preprocessing_layer
+from graftkit.cli import main
 from graftkit.errors import GraftError
+from graftkit.model.cut import cut_at, find_cut
+from graftkit.model.freeze import apply_freeze, parse_freeze
 from graftkit.settings import shared_dir
-from graftkit.surgery import apply_freeze, cut_at, parse_freeze
+from tests.badfiles import one_line
+from tests.helpers import write_images
 
 SIZE = 32
 MOBILENET_WEIGHTS = shared_dir() / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
@@ -98,7 +103,7 @@ def test_keras2_mobilenet_with_imagenet_weights(k2):
 def test_lambda_needs_trust(k2):
     path = k2 / "lambda.h5"
     _one_line_error(lambda: load_personal(path), str(path), "custom Python code", "--trust-model")
-    model = load_personal(path, trust=True)
+    model = load_personal(path, trust_model=True)
     _same_as_keras2(model, path)
     assert find_cut(model) == "conv1"
 
@@ -107,7 +112,7 @@ def test_keras2_savedmodel_is_inference_only(k2):
     path = k2 / "savedmodel"
     # A SavedModel is a TensorFlow program (its ops can read and write files): only on trust.
     _one_line_error(lambda: load_personal(path), str(path), "SavedModel", "--trust-model")
-    model = load_personal(path, trust=True)
+    model = load_personal(path, trust_model=True)
     assert model._graft_inference_only
     io = np.load(f"{path}.io.npz")
     np.testing.assert_allclose(model.predict(io["x"], verbose=0), io["y"], atol=1e-4)
@@ -131,7 +136,7 @@ def _keras3_classifier(first=None):
 
 def test_keras3_file_loads(tmp_path):
     path = tmp_path / "model.keras"
-    model = _keras3_classifier(Preprocess("tf", name="pre"))
+    model = _keras3_classifier(preprocessing_layer("tf", name="pre"))
     model.save(path)
     loaded = load_personal(path)
     x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
@@ -144,7 +149,7 @@ def test_keras3_lambda_needs_trust(tmp_path):
     path = tmp_path / "model.keras"
     _keras3_classifier(keras.layers.Lambda(lambda t: t / 255.0, name="scale")).save(path)
     _one_line_error(lambda: load_personal(path), str(path), "--trust-model")
-    assert find_cut(load_personal(path, trust=True)) == "bn"
+    assert find_cut(load_personal(path, trust_model=True)) == "bn"
 
 
 # ---------------------------------------------------------------- find_cut on Keras 3 models
@@ -209,7 +214,7 @@ def test_bad_files_give_one_line_errors(tmp_path, k2):
     broken = tmp_path / "broken_savedmodel"
     shutil.copytree(k2 / "savedmodel", broken)
     (broken / "saved_model.pb").write_bytes(b"garbage")
-    _one_line_error(lambda: load_personal(broken, trust=True), str(broken))
+    _one_line_error(lambda: load_personal(broken, trust_model=True), str(broken))
 
 
 def test_unknown_cut_layer(k2):
@@ -217,27 +222,85 @@ def test_unknown_cut_layer(k2):
     _one_line_error(lambda: cut_at(model, "conv3"), "--cut", "'conv3'", "conv1", "graft inspect")
 
 
-# ---------------------------------------------------------------- config translation
-def test_keras2_config_translation():
-    nested = {"class_name": "Functional", "name": "base/net", "config": {
-        "name": "base/net", "layers": [{"class_name": "InputLayer", "name": "in",
-                                        "config": {"name": "in"}}],
-        "input_layers": [["in", 0, 0]], "output_layers": [["in", 0, 0]]}}
-    config = {"class_name": "Functional", "config": {
-        "name": "m", "input_layers": [["x", 0, 0]], "output_layers": [["head", 0, 0]],
-        "layers": [
-            {"class_name": "InputLayer", "name": "x", "config": {"name": "x"}, "inbound_nodes": []},
-            nested | {"inbound_nodes": [[["x", 0, 0, {}]]]},
-            {"class_name": "DepthwiseConv2D", "name": "dw",
-             "config": {"name": "dw", "groups": 1, "kernel_size": [3, 3]},
-             "inbound_nodes": [[["base/net", 1, 0, {}]]]},
-            {"class_name": "BatchNormalization", "name": "head", "config": {"name": "head", "axis": [3]},
-             "inbound_nodes": [[["dw", 0, 0, {}]]]}]}}
-    fixed = keras2_config_for_keras3(config)
-    layers = fixed["config"]["layers"]
-    assert layers[1]["name"] == layers[1]["config"]["name"] == "base_net"
-    assert layers[2]["config"] == {"name": "dw", "kernel_size": [3, 3]}
-    assert layers[2]["inbound_nodes"] == [[["base_net", 0, 0, {}]]]
-    assert layers[3]["config"]["axis"] == 3
-    assert fixed["config"]["output_layers"] == ["head", 0, 0]
-    assert config["config"]["layers"][2]["config"]["groups"] == 1  # the input is not changed
+# ---------------------------------------------------------------- untrusted and unusable model files
+def _h5_config(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["model_config"])
+
+
+def _rewrite_h5_config(src, dst, edit):
+    import h5py
+
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        f.attrs["model_config"] = json.dumps(edit(json.loads(f.attrs["model_config"])))
+    return dst
+
+
+def test_h5_with_marshalled_bytecode_is_refused(keras2_files, tmp_path):
+    path = keras2_files / "lambda.h5"
+    lam = next(layer for layer in _h5_config(path)["config"]["layers"] if layer["class_name"] == "Lambda")
+    assert lam["config"]["function_type"] == "lambda"  # a genuine tf-keras file: Python bytecode, marshalled
+    with pytest.raises(GraftError) as e:
+        load_personal(path)
+    one_line(e, path, "custom Python code", "--trust-model")
+    # The same bytecode under another class name is still found.
+    disguised = _rewrite_h5_config(path, tmp_path / "disguised.h5", lambda c: json.loads(
+        json.dumps(c).replace('"class_name": "Lambda"', '"class_name": "Scale"')))
+    with pytest.raises(GraftError) as e:
+        load_personal(disguised)
+    one_line(e, disguised, "--trust-model")
+    assert load_personal(path, trust_model=True).name == "with_lambda"
+
+
+def test_h5_with_an_unknown_custom_class(keras2_files, tmp_path):
+    custom = _rewrite_h5_config(keras2_files / "cnn.h5", tmp_path / "custom.h5", lambda c: json.loads(
+        json.dumps(c).replace('"class_name": "ReLU"', '"class_name": "StrangersActivation"')))
+    for trust in (False, True):
+        with pytest.raises(GraftError) as e:
+            load_personal(custom, trust_model=trust)
+        one_line(e, custom, "custom class", "StrangersActivation")
+
+
+def test_keras_file_with_custom_object_class(tmp_path):
+    @keras.saving.register_keras_serializable(package="robustness_test")
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return x * 2
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), Doubler(name="double"), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    saved = tmp_path / "saved.keras"
+    model.save(saved)
+    # On a machine without that code: the class is not registered.
+    stranger = tmp_path / "stranger.keras"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(stranger, "w") as dst:
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "config.json":
+                body = body.replace(b"robustness_test>Doubler", b"someone_else>Doubler")
+            dst.writestr(item, body)
+    with pytest.raises(GraftError) as e:
+        load_personal(stranger)
+    one_line(e, stranger, "custom class", "Doubler")
+
+
+@pytest.mark.filterwarnings("ignore:The object being serialized includes a `lambda`")
+def test_keras_file_with_python_lambda_in_a_config_is_refused(tmp_path):
+    path = tmp_path / "act.keras"
+    keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, activation=lambda t: t * 0.5),
+                      keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]).save(path)
+    with pytest.raises(GraftError) as e:
+        load_personal(path)
+    one_line(e, path, "--trust-model")
+
+
+def test_savedmodel_needs_trust_through_the_cli(keras2_files, tmp_path, capsys):
+    root = write_images(tmp_path / "data", {"a": 3, "b": 3}, size=32)
+    code = main(["train", str(root), "--base", str(keras2_files / "savedmodel"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--trust-model" in err and "SavedModel" in err and "Traceback" not in err
+    code = main(["inspect", str(keras2_files / "savedmodel"), "--trust-model"])
+    assert code == 0 and "=>" in capsys.readouterr().out

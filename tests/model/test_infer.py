@@ -6,7 +6,7 @@ import weakref
 import keras
 import numpy as np
 
-from graftkit.infer import compiled_forward
+from graftkit.model.infer import compiled_forward
 
 
 def dense_model():

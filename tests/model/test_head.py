@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from graftkit.errors import GraftError
-from graftkit.head import build_head
+from graftkit.model.head import build_head
 
 
 def test_spatial_features_are_pooled():

@@ -15,7 +15,7 @@ import pytest
 
 from graftkit import settings
 from graftkit.bases import lite
-from graftkit.bases.preprocess import Preprocess
+from graftkit.bases.preprocess import preprocessing_layer
 from graftkit.bases.registry import get_spec
 from graftkit.errors import GraftError
 
@@ -74,7 +74,7 @@ def _sha256(path):
 
 @pytest.mark.integration
 def test_preprocess_lite_reproduces_reference_input(reference):
-    x = Preprocess("lite")(reference["images_uint8"]).numpy()
+    x = preprocessing_layer("lite")(reference["images_uint8"]).numpy()
     np.testing.assert_allclose(x, reference["x_tf_lite_norm"], atol=1e-6)
 
 

@@ -1,15 +1,21 @@
 """`graft predict`: streamed in batches, written row by row to CSV / JSON, with a progress bar."""
 
+from __future__ import annotations
+
 import csv
 import io
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from graftkit.cli import main
-from graftkit.predict import predict_files, write_predictions
-from tests.helpers import train_tiny_run
+from graftkit.results.predict import predict_files, write_predictions
+from tests.badfiles import NON_UTF8, noise, png_bytes, write_bytes
+from tests.helpers import train_tiny_run, write_images
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +30,12 @@ def images(run_dir):
 
 def test_rows_come_one_batch_at_a_time(run_dir, images, monkeypatch):
     """The first row is out after one forward pass: nothing waits for (or holds) all the images."""
-    import graftkit.infer
-    from graftkit.data import list_images
-    from graftkit.runfiles import load_trained
+    from graftkit.data.layout import list_images
+    from graftkit.model import infer
+    from graftkit.results.trained import load_trained
 
     calls = []
-    real = graftkit.infer.compiled_forward
+    real = infer.compiled_forward
 
     def counting(model):
         forward = real(model)
@@ -40,7 +46,7 @@ def test_rows_come_one_batch_at_a_time(run_dir, images, monkeypatch):
 
         return run
 
-    monkeypatch.setattr(graftkit.infer, "compiled_forward", counting)
+    monkeypatch.setattr(infer, "compiled_forward", counting)
     model, names = load_trained(run_dir)
     paths = list_images([str(images)])
     done = []
@@ -93,11 +99,53 @@ def test_cli_output_to_a_missing_folder_is_one_line(run_dir, images, tmp_path, c
 
 
 def test_probabilities_match_the_model(run_dir, images):
-    from graftkit.data import list_images, make_dataset
-    from graftkit.runfiles import load_trained
+    from graftkit.data.layout import list_images
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.results.trained import load_trained
 
     model, names = load_trained(run_dir)
     paths = list_images([str(images / "green")])
     rows = list(predict_files(model, paths, names, top_k=3, batch_size=4))
     direct = np.concatenate([model(b, training=False).numpy() for b in make_dataset(paths, image_size=24, batch_size=4)])
     assert np.allclose([r["probability"] for r in rows], direct.max(axis=1), atol=1e-5)
+
+
+def test_predict_and_evaluate_skip_bad_files(messy_run, tmp_path, capsys):
+    run, _, _ = messy_run
+    folder = tmp_path / "new"
+    for i in range(3):
+        noise(folder / f"ok{i}.png", side=24, seed=i)
+    write_bytes(folder / "broken.jpg", b"\xff\xd8\xff garbage")
+    write_bytes(folder / "bomb.png", png_bytes(30000, 30000))
+    os.mkfifo(folder / "pipe.png")
+    with open(os.path.join(os.fsencode(folder), NON_UTF8), "wb") as handle:
+        Image.new("RGB", (24, 24), (200, 0, 0)).save(handle, format="PNG")
+
+    code = main(["predict", str(run.run_dir), str(folder), "--format", "json", "--quiet"])
+    out, err = capsys.readouterr()
+    names = sorted(os.fsencode(Path(r["path"]).name) for r in json.loads(out))
+    assert code == 0 and names == [b"caf\xe9.png", b"ok0.png", b"ok1.png", b"ok2.png"]
+    for name in ("broken.jpg", "bomb.png", "pipe.png"):
+        assert f"skipped '{folder / name}'" in err
+
+    code = main(["predict", str(run.run_dir), str(folder), "--strict"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("graft: error:")][0].count("'") >= 2
+
+    labelled = write_images(tmp_path / "labelled", {"red": 2, "blue": 2}, size=24)
+    write_bytes(labelled / "red" / "cut.jpg", b"\xff\xd8\xff\xe0")
+    code = main(["evaluate", str(run.run_dir), str(labelled), "--json", "--no-report"])
+    out, err = capsys.readouterr()
+    assert code == 0 and json.loads(out)["count"] == 4 and f"skipped '{labelled / 'red' / 'cut.jpg'}'" in err
+    code = main(["evaluate", str(run.run_dir), str(labelled), "--strict", "--no-report"])
+    assert code == 2 and "cut.jpg" in capsys.readouterr().err
+
+
+def test_predict_prints_a_non_utf8_name_as_its_bytes(messy_run, tmp_path, capsysbinary):
+    run, _, _ = messy_run
+    with open(os.path.join(os.fsencode(tmp_path), NON_UTF8), "wb") as handle:
+        Image.new("RGB", (24, 24), (200, 0, 0)).save(handle, format="PNG")
+    code = main(["predict", str(run.run_dir), str(tmp_path), "--format", "csv", "--quiet"])  # strict stdout
+    out = capsysbinary.readouterr().out
+    assert code == 0 and os.path.join(os.fsencode(tmp_path), NON_UTF8) in out

@@ -1,20 +1,23 @@
-"""The frozen-base feature cache: keys, reuse, partial recompute, corruption, and the cached head stage."""
+"""training.head_stage: the head trained on cached features, fine-tuning from it, and the cache options."""
 
 import json
-import os
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-import graftkit.api as api
-from graftkit import features, settings
+from graftkit import api
 from graftkit.bases.loader import load_base
 from graftkit.config import TrainConfig
 from graftkit.errors import GraftError
-from graftkit.headstage import after_pooling, choose_views, fit_on_features, predict_features
-from graftkit.runfiles import load_trained
+from graftkit.features import extract
+from graftkit.results.trained import load_trained
+from graftkit.training.head_stage import (
+    after_pooling,
+    choose_views,
+    fit_on_features,
+    predict_features,
+)
 from tests.helpers import tiny_cnn, write_images
 
 
@@ -39,139 +42,14 @@ def images(tmp_path):
 def computed(monkeypatch):
     """Counts the images each extraction runs through the base."""
     calls = []
-    original = features._compute
+    original = extract._compute
 
     def counting(base, paths, rows, out, *args):
         calls.append(len(list(rows)))
         return original(base, paths, rows, out, *args)
 
-    monkeypatch.setattr(features, "_compute", counting)
+    monkeypatch.setattr(extract, "_compute", counting)
     return calls
-
-
-def key_folder(stats) -> Path:
-    return settings.cache_dir() / "features" / stats["key"]
-
-
-def shards(stats) -> list[Path]:
-    return sorted(key_folder(stats).glob("*.npy"))
-
-
-def test_second_extraction_reads_the_cache_without_running_the_base(personal, images, computed):
-    base = load_base(personal)
-    first, second = {}, {}
-    a = features.extract_features(base, images, stats=first)
-    b = features.extract_features(load_base(personal), images, stats=second)  # a new process would load anew
-    assert computed == [10, 0]
-    assert (first["computed"], first["cached"]) == (10, 0)
-    assert (second["computed"], second["cached"]) == (0, 10)
-    np.testing.assert_array_equal(a, b)
-    fresh = features.extract_features(base, images, cache="memory")
-    np.testing.assert_allclose(a, fresh, atol=1e-6)
-    assert a.shape == (10, 24, 24, 8)
-
-
-def test_a_changed_or_added_image_recomputes_only_itself(personal, images, tmp_path, computed):
-    base = load_base(personal)
-    features.extract_features(base, images)
-    from PIL import Image
-
-    changed = images[3]
-    Image.fromarray(np.full((24, 24, 3), 250, np.uint8)).save(changed)
-    os.utime(changed, ns=(1_000_000_000, 1_000_000_000))  # a new mtime even on a coarse clock
-    added = str(tmp_path / "imgs" / "red" / "red_new.png")
-    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(added)
-    stats = {}
-    result = features.extract_features(base, images + [added], stats=stats)
-    assert computed[-1] == 2 and (stats["computed"], stats["cached"]) == (2, 9)
-    np.testing.assert_allclose(result, features.extract_features(base, images + [added], cache="memory"),
-                               atol=1e-6)
-
-
-@pytest.mark.parametrize("damage", ["truncate", "flip bytes", "garbage index", "missing array"])
-def test_a_corrupt_or_partial_cache_file_is_rebuilt_not_trusted(personal, images, damage, computed):
-    base = load_base(personal)
-    stats = {}
-    good = features.extract_features(base, images, stats=stats)
-    (array,) = shards(stats)
-    index = array.with_suffix(".json")
-    if damage == "truncate":
-        array.write_bytes(array.read_bytes()[: array.stat().st_size // 2])
-    elif damage == "flip bytes":
-        data = bytearray(array.read_bytes())
-        data[-100:-90] = bytes(b ^ 0xFF for b in data[-100:-90])  # the last row
-        array.write_bytes(bytes(data))
-    elif damage == "garbage index":
-        index.write_text("{not json")
-    else:
-        array.unlink()
-    again = {}
-    result = features.extract_features(base, images, stats=again)
-    np.testing.assert_allclose(result, good, atol=1e-6)
-    expected = 1 if damage == "flip bytes" else 10
-    assert again["computed"] == expected and computed[-1] == expected
-    assert again["dropped_shards"] == 1
-    assert array not in shards(again) and len(shards(again)) == 1  # the bad shard is gone, a good one replaces it
-    third = {}
-    features.extract_features(base, images, stats=third)
-    assert third["computed"] == 0
-
-
-def test_disk_mode_and_a_small_budget_return_a_memmap(personal, images):
-    base = load_base(personal)
-    in_memory = features.extract_features(base, images)
-    for options in ({"cache": "disk"}, {"memory_budget_mb": 1e-6}):
-        stats = {}
-        mapped = features.extract_features(base, images, stats=stats, **options)
-        assert isinstance(mapped, np.memmap) and not stats["in_memory"]
-        np.testing.assert_array_equal(mapped, in_memory)
-    stats = {}
-    subset = features.extract_features(base, images[::2], cache="disk", stats=stats)
-    assert stats["computed"] == 0
-    np.testing.assert_array_equal(subset, in_memory[::2])
-
-
-def test_memory_mode_writes_nothing(personal, images):
-    stats = {}
-    features.extract_features(load_base(personal), images, cache="memory", stats=stats)
-    assert not key_folder(stats).exists()
-
-
-def test_the_key_changes_with_everything_that_changes_the_features(personal, tmp_path):
-    base = load_base(personal)
-    key = features.feature_key(base)[0]
-    assert features.feature_key(load_base(personal))[0] == key  # stable across loads
-    base.model.trainable = False
-    assert features.feature_key(base)[0] == key  # freezing changes no feature
-    keys = {
-        "cut": features.feature_key(load_base(personal, cut="r1"))[0],
-        "preprocessing": features.feature_key(load_base(personal, preprocessing="tf"))[0],
-        "view 0": features.feature_key(base, view=0)[0],
-        "view 1": features.feature_key(base, view=1)[0],
-        "view seed": features.feature_key(base, view=0, seed=1)[0],
-        "dtype": features.feature_key(base, dtype="float16")[0],
-    }
-    model = keras.saving.load_model(personal)
-    bigger = tiny_cnn(tmp_path / "bigger.keras", size=32)  # same weights' shapes, another input size
-    resized = keras.saving.load_model(bigger)
-    resized.set_weights(model.get_weights())
-    resized.save(bigger)
-    keys["input size"] = features.feature_key(load_base(bigger))[0]
-    model.get_layer("c1").kernel.assign(model.get_layer("c1").kernel + 0.01)
-    model.save(tmp_path / "retrained.keras")
-    keys["weights"] = features.feature_key(load_base(tmp_path / "retrained.keras"))[0]
-    assert key not in keys.values()
-    assert len(set(keys.values())) == len(keys), keys
-
-
-def test_augmented_views_differ_from_the_exact_view_and_are_cached(personal, images, computed):
-    base = load_base(personal)
-    exact = features.extract_features(base, images)
-    view0 = features.extract_features(base, images, view=0)
-    view1 = features.extract_features(base, images, view=1)
-    assert not np.allclose(exact, view0) and not np.allclose(view0, view1)
-    np.testing.assert_array_equal(features.extract_features(base, images, view=0), view0)
-    assert computed == [10, 10, 10, 0]
 
 
 def test_features_dataset_draws_one_view_per_image_per_epoch(tmp_path):
@@ -192,7 +70,7 @@ def test_features_dataset_draws_one_view_per_image_per_epoch(tmp_path):
 
 
 def features_dataset_all(views, labels):
-    batches = list(features.features_dataset(views, labels, batch_size=4, shuffle=True, seed=3))
+    batches = list(extract.features_dataset(views, labels, batch_size=4, shuffle=True, seed=3))
     return (np.concatenate([x.numpy() for x, _ in batches]), np.concatenate([y.numpy() for _, y in batches]))
 
 
@@ -200,37 +78,26 @@ def test_saved_model_equals_the_head_on_cached_features(tiny_images, personal, t
     run = api.train(tiny_images, base=str(personal), epochs=3, fine_tune_epochs=0, lr=0.05, batch_size=8,
                     out=str(tmp_path / "run"))
     assert "exact features" in capfd.readouterr().err  # the log says which augmentation mode was picked
-    from graftkit.data import load_split, make_dataset
+    from graftkit.data.layout import load_split
+    from graftkit.data.pipeline import make_dataset
 
     split = load_split(tiny_images, seed=0)
     stats = {}
     base = load_base(personal)
-    pooled = features.extract_features(base, split.val.paths, pool="avg", stats=stats)
+    pooled = extract.extract_features(base, split.val.paths, pool="avg", stats=stats)
     assert stats["computed"] == 0  # the run filled the cache (pooled, as its head starts with average pooling)
     model, _ = load_trained(tmp_path / "run")
     images = np.concatenate([x.numpy() for x in make_dataset(split.val.paths, image_size=24, batch_size=4)])
     expected = model.predict(images, verbose=0)
     head = model.get_layer("head")
     np.testing.assert_allclose(expected, predict_features(after_pooling(head)[1], pooled), atol=1e-5)
-    raw = features.extract_features(base, split.val.paths, cache="memory")
+    raw = extract.extract_features(base, split.val.paths, cache="memory")
     np.testing.assert_allclose(expected, predict_features(head, raw), atol=1e-5)
     np.testing.assert_allclose(run.metrics["accuracy"], np.mean(expected.argmax(1) == split.val.labels), atol=1e-4)
 
 
-def test_pooled_features_are_the_pooled_base_outputs(personal, images):
-    base = load_base(personal)
-    raw = features.extract_features(base, images)
-    for pool, reduce in (("avg", np.mean), ("max", np.max)):
-        stats = {}
-        pooled = features.extract_features(base, images, pool=pool, stats=stats)
-        assert pooled.shape == (10, 8) and stats["computed"] == 10
-        np.testing.assert_allclose(pooled, reduce(raw, axis=(1, 2)), atol=1e-5)
-    keys = {features.feature_key(base, pool=pool)[0] for pool in (None, "avg", "max")}
-    assert len(keys) == 3
-
-
 def test_after_pooling_shares_the_head_layers():
-    from graftkit.head import build_head
+    from graftkit.model.head import build_head
 
     head = build_head((5, 5, 6), 3, hidden=[4])
     pool, rest = after_pooling(head)
@@ -243,7 +110,7 @@ def test_after_pooling_shares_the_head_layers():
 
 
 def test_fit_on_features_keeps_the_best_epoch(monkeypatch):
-    from graftkit.head import build_head
+    from graftkit.model.head import build_head
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 6)).astype("float32")
@@ -261,8 +128,8 @@ def test_fit_on_features_keeps_the_best_epoch(monkeypatch):
 def test_fused_adam_is_keras_adam():
     import tensorflow as tf
 
-    from graftkit.head import build_head
-    from graftkit.headstage import _FusedAdam
+    from graftkit.model.head import build_head
+    from graftkit.training.head_stage import _FusedAdam
 
     rng = np.random.default_rng(0)
     heads = [build_head((6,), 3, hidden=[5], dropout=0, seed=1) for _ in range(2)]
@@ -288,11 +155,11 @@ def test_disk_mode_trains_from_the_memmap(tiny_images, personal, tmp_path, capfd
 
 
 def test_fine_tuning_starts_from_the_cache_trained_head(tiny_images, personal, tmp_path, monkeypatch):
-    import graftkit.headstage
-    import graftkit.stages
+    from graftkit.training import head_stage as head_stage_module
+    from graftkit.training import stages
 
     seen = {}
-    head_stage, fine_tune = graftkit.headstage.cached_head_stage, graftkit.stages.fine_tune_stage
+    head_stage, fine_tune = head_stage_module.cached_head_stage, stages.fine_tune_stage
 
     def after_head_stage(base, head, *args, **kwargs):
         result = head_stage(base, head, *args, **kwargs)
@@ -303,8 +170,8 @@ def test_fine_tuning_starts_from_the_cache_trained_head(tiny_images, personal, t
         seen["at fine-tuning"] = model.get_layer("head").get_weights()
         return fine_tune(model, *args, **kwargs)
 
-    monkeypatch.setattr(graftkit.headstage, "cached_head_stage", after_head_stage)
-    monkeypatch.setattr(graftkit.stages, "fine_tune_stage", at_fine_tune)
+    monkeypatch.setattr(head_stage_module, "cached_head_stage", after_head_stage)
+    monkeypatch.setattr(stages, "fine_tune_stage", at_fine_tune)
     run = api.train(tiny_images, base=str(personal), epochs=2, fine_tune_epochs=2, lr=0.05, batch_size=8,
                     freeze="last:2", out=str(tmp_path / "run"))
     for a, b in zip(seen["after head stage"], seen["at fine-tuning"]):

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from graftkit.bases.preprocess import MODES, Preprocess
+from graftkit.bases.preprocess import MODES, preprocessing_layer
 from graftkit.bases.registry import get_spec, list_bases
 from graftkit.errors import GraftError
 
@@ -23,13 +23,6 @@ def test_spec_is_consistent(spec):
     assert any(not wf.with_top for wf in spec.weight_files) or spec.fetch is not None
 
 
-def test_required_names_exist():
-    names = {s.name for s in list_bases()}
-    for required in ["resnet50", "vgg16", "mobilenet", "mobilenet_0.25", "mobilenet_v2", "mobilenet_v2_0.5",
-                     "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"]:
-        assert required in names
-
-
 def test_preprocessing_matches_keras_functions():
     import keras
 
@@ -41,7 +34,7 @@ def test_preprocessing_matches_keras_functions():
     for mode, reference in [("caffe", keras.applications.resnet50.preprocess_input),
                             ("tf", keras.applications.mobilenet_v2.preprocess_input),
                             ("torch", keras.applications.densenet.preprocess_input)]:
-        np.testing.assert_allclose(Preprocess(mode)(x).numpy(), reference(x.copy()), atol=1e-4)
+        np.testing.assert_allclose(preprocessing_layer(mode)(x).numpy(), reference(x.copy()), atol=1e-4)
 
 
 def test_unknown_base_lists_known_names():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from graftkit.cli import main
-from graftkit.report import confident_mistakes
+from graftkit.results.report import confident_mistakes
 from tests.helpers import train_tiny_run
 
 
@@ -169,3 +169,109 @@ def test_report_renders_in_headless_chromium(run_dir, swapped, tmp_path, capsys)
     assert [p["alt"] for p in plots] == ["Training curves", "Confusion matrix"]
     assert all(i["w"] > 0 and i["h"] > 0 and i["shown"] > 0 for i in images), images
     assert len(images) == 2 + 12  # the plots and the mistakes' thumbnails
+
+
+class Tables(HTMLParser):
+    """Each table's rows of cell texts, with the sections and <details> elements that hold it."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.in_cell, self.section, self.details = [], False, None, 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self.section = dict(attrs).get("id")
+        elif tag == "details":
+            self.details += 1
+        elif tag == "table":
+            self.tables.append({"section": self.section, "folded": self.details > 0, "rows": []})
+        elif tag == "tr":
+            self.tables[-1]["rows"].append([])
+        elif tag in ("td", "th"):
+            self.tables[-1]["rows"][-1].append("")
+            self.in_cell = True
+
+    def handle_endtag(self, tag):
+        if tag == "details":
+            self.details -= 1
+        elif tag in ("td", "th"):
+            self.in_cell = False
+
+    def handle_data(self, data):
+        if self.in_cell:
+            self.tables[-1]["rows"][-1][-1] += data
+
+
+@pytest.fixture(scope="module")
+def report_101(tmp_path_factory):
+    from graftkit.results.plots import plot_confusion
+    from graftkit.results.report import write_report
+    from tests.results.synthetic import many_class_scores
+
+    folder = tmp_path_factory.mktemp("report101")
+    scores = many_class_scores()
+    png = plot_confusion(scores["confusion_matrix"], scores["class_names"], folder / "confusion.png")
+    return write_report(folder / "report.html", title="101 classes", scores=scores,
+                        plots={"Confusion matrix": png}), scores
+
+
+def test_101_class_report_has_top_confusions_and_a_folded_per_class_table(report_101):
+    from graftkit.results.evaluate import top_confusions
+
+    report, scores = report_101
+    assert_self_contained(report)
+    parser = Tables()
+    parser.feed(report.read_text())
+    tables = {t["section"]: t for t in parser.tables}
+    assert "confusion-counts" not in tables  # no 101 x 101 table of counts
+    assert max(len(row) for t in parser.tables for row in t["rows"]) <= 5  # nothing wide enough to scroll
+    top = tables["top-confusions"]
+    assert not top["folded"] and [row[:3] for row in top["rows"][1:]] == [
+        [p["true"], p["predicted"], str(p["count"])] for p in top_confusions(scores, 25)]
+    per_class = tables["per-class"]
+    assert per_class["folded"] and len(per_class["rows"]) == 1 + 101
+    f1 = [float(row[3]) for row in per_class["rows"][1:]]
+    assert f1 == sorted(f1) and f1[0] == min(r["f1"] for r in scores["per_class"].values())  # worst first
+    assert "the 30 most-confused of the 101 classes" in report.read_text()
+
+
+def test_few_class_report_keeps_its_open_tables(tmp_path):
+    from graftkit.results.report import write_report
+
+    s = {"accuracy": 0.5, "count": 4, "class_names": ["a", "b"], "confusion_matrix": [[1, 1], [1, 1]],
+         "per_class": {n: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2} for n in "ab"}}
+    parser = Tables()
+    parser.feed(write_report(tmp_path / "r.html", title="two", scores=s).read_text())
+    tables = {t["section"]: t for t in parser.tables}
+    assert tables["confusion-counts"]["rows"][1:] == [["0 a", "1", "1"], ["1 b", "1", "1"]]
+    assert not tables["per-class"]["folded"] and "top-confusions" not in tables
+
+
+WIDTH_PROBE = """<pre id="graftkit-probe"></pre><script>
+window.addEventListener("load", () => {
+  document.querySelectorAll("details").forEach(d => d.open = true);
+  const page = document.documentElement;
+  document.getElementById("graftkit-probe").textContent = JSON.stringify(
+    {scroll: page.scrollWidth, client: page.clientWidth, rows: document.querySelectorAll("tr").length});
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
+@pytest.mark.parametrize("width", [1280, 800])
+def test_101_class_report_needs_no_sideways_scrolling(report_101, tmp_path, width):
+    """Opened in a real browser at a laptop's and a narrow window's width, with the folded table opened."""
+    report, _ = report_101
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--window-size={width},900", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    start = dom.index('<pre id="graftkit-probe">') + len('<pre id="graftkit-probe">')
+    seen = json.loads(dom[start:dom.index("</pre>", start)].replace("&quot;", '"'))
+    assert seen["scroll"] <= seen["client"], seen
+    assert seen["rows"] == 1 + 25 + 1 + 101  # both tables laid out

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graftkit import checkpoint, log
+from graftkit import log
 from graftkit.cli import main
 from graftkit.errors import GraftError
+from graftkit.training import checkpoint
 from tests.helpers import tiny_cnn, write_images
 
 EPOCHS = {"head": 6, "fine_tune": 6}
@@ -60,7 +61,7 @@ def graft_process(args: list[str], die_at: tuple[str, int, str] | None = None, c
         hook = textwrap.dedent(f"""
             import os, signal
             import numpy as np
-            from graftkit import checkpoint
+            from graftkit.training import checkpoint
             epoch_done, savez = checkpoint.Checkpointer.epoch_done, np.savez
             def half_then_die(file, **arrays):
                 file.write(b"PK\\x03\\x04" + bytes(1000)); file.flush(); os.kill(os.getpid(), signal.SIGKILL)
@@ -78,7 +79,7 @@ def graft_process(args: list[str], die_at: tuple[str, int, str] | None = None, c
     code = hook + f"\nimport sys\nfrom graftkit.cli import main\nsys.exit(main({args!r}))\n"
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-                                            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}, cwd=cwd)
+                                            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}, cwd=cwd)
 
 
 def saved_state(run: Path):
@@ -127,7 +128,7 @@ def test_kill_9_from_outside_during_fine_tuning_then_resume(setup, tmp_path):
     assert checkpoint.is_unfinished(run) and not (run / "model.keras").exists()
     # Nothing else may take the folder or treat it as a model meanwhile.
     with pytest.raises(GraftError, match="has not finished: continue it with graft train --resume"):
-        from graftkit.runfiles import load_trained
+        from graftkit.results.trained import load_trained
         load_trained(run)
     assert main(args) == 2  # a new run into it is refused, naming --resume
 
@@ -270,10 +271,10 @@ def test_resume_from_another_folder_and_refusals(setup, tmp_path, capsys, monkey
     assert checkpoint.is_unfinished(run)
     monkeypatch.chdir(tmp_path)
 
-    locker = subprocess.Popen([sys.executable, "-c", "import sys, time; from graftkit import checkpoint; "
+    locker = subprocess.Popen([sys.executable, "-c", "import sys, time; from graftkit.training import checkpoint; "
                                f"checkpoint.mark_unfinished({str(run)!r}); print('locked', flush=True); "
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     try:
         assert locker.stdout.readline().strip() == "locked"
         assert main(["train", "--resume", str(run)]) == 2

@@ -1,0 +1,47 @@
+"""model.cut: a model cut at a layer, inside a nested model too, sharing its layers."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from graftkit.errors import GraftError
+from graftkit.model.cut import cut_at
+
+
+def _base(end_with_conv=True):
+    layers = [keras.layers.Conv2D(4, 3, padding="same", name="c1"),
+              keras.layers.BatchNormalization(name="b1"), keras.layers.ReLU(name="r1"),
+              keras.layers.Conv2D(4, 3, padding="same", name="c2"),
+              keras.layers.BatchNormalization(name="b2"), keras.layers.ReLU(name="r2")]
+    if end_with_conv:
+        layers.append(keras.layers.Conv2D(4, 3, padding="same", name="c3"))
+    return keras.Sequential([keras.Input((16, 16, 3)), *layers], name="base")
+
+
+# ---------------------------------------------------------------- cut_at / describe
+def test_cut_at_shares_layers_and_defines_input():
+    model = keras.Sequential([keras.Input((16, 16, 3)), *_base().layers,
+                              keras.layers.GlobalAveragePooling2D(name="gap"), keras.layers.Dense(2)])
+    cut = cut_at(model, "r2")
+    assert cut.input.shape == (None, 16, 16, 3) and cut.output.shape == (None, 16, 16, 4)
+    assert cut.get_layer("c2") is model.get_layer("c2")
+    with pytest.raises(GraftError) as caught:
+        cut_at(model, "relu2")
+    message = str(caught.value)
+    assert "--cut" in message and "'relu2'" in message and "r2" in message and "graft inspect" in message
+
+
+def test_cut_inside_nested_model_matches_the_layers():
+    inner = _base()
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+    outer = keras.Model(inputs, keras.layers.Flatten()(inner(x)))
+    cut = cut_at(outer, "r1")
+    assert cut.output.shape == (None, 16, 16, 4)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    expected = images / 255
+    for name in ("c1", "b1", "r1"):
+        expected = inner.get_layer(name)(expected)
+    np.testing.assert_allclose(cut.predict(images, verbose=0), np.array(expected), atol=1e-5)
