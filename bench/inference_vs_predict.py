@@ -101,7 +101,7 @@ def main() -> None:
         ("files, autotune on", "graftkit"): (len(paths), lambda: predict_dataset(model, pipeline(autotune=True))),
         ("files, autotune on", "keras"): (len(paths), lambda: model.predict(pipeline(autotune=True), verbose=0)),
         ("features", "graftkit"): (len(paths), lambda: extract_features(base, paths, batch_size=args.batch,
-                                                                        cache="memory")),
+                                                                        feature_cache="memory")),
         ("features", "keras"): (len(paths), lambda: extractor.predict(pipeline(), verbose=0)),
         ("memory", "graftkit"): (len(in_memory), lambda: [forward(b).numpy() for b in batches]),
         ("memory", "keras"): (len(in_memory), lambda: model.predict(in_memory, batch_size=args.batch, verbose=0)),

@@ -54,13 +54,13 @@ def main() -> None:
         return as_it_is(*positional, **named).with_options(options)
 
     arms = {"off (graftkit)": as_it_is, "on": autotuned}
-    features.extract_features(base, paths[:64], cache="memory", pool="avg")  # traces, file cache
+    features.extract_features(base, paths[:64], feature_cache="memory", pool="avg")  # traces, file cache
     times = {arm: [] for arm in arms}
     for _ in range(args.rounds):
         for arm, pipeline in arms.items():
             data.make_dataset = pipeline  # extract_features builds its pipeline through this name
             start, cpu = time.perf_counter(), time.process_time()
-            features.extract_features(base, paths, cache="memory", pool="avg")
+            features.extract_features(base, paths, feature_cache="memory", pool="avg")
             times[arm].append((time.perf_counter() - start, time.process_time() - cpu))
     data.make_dataset = as_it_is
     print(f"{folder.name}, {args.base} at {args.size} px, {len(paths)} images, {args.rounds} rounds "

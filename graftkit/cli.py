@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
     predict = commands.add_parser("predict", help="classify images with a trained model")
     predict.add_argument("model", help="run folder or model.keras")
-    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of them")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                         help="image files, folders of them, or label tables (.csv / .tsv: their path column)")
     predict.add_argument("--top-k", type=int, default=3, help="how many labels each row lists, most likely first")
     predict.add_argument("--format", choices=["table", "csv", "json"],
                          help="table, csv or json (default: table on the terminal; for --output, from its "
@@ -148,11 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--strict", action="store_true", help="make a bad image file an error; by default it "
                                                                "is skipped with a warning")
+    _add_config_options(predict, ["trust_model"])
     predict.set_defaults(run=_predict)
 
     evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled folder")
     evaluate.add_argument("model", help="run folder or model.keras")
-    evaluate.add_argument("data", help="folder of class subfolders (its val/ part when it is split)")
+    evaluate.add_argument("data", help="folder of class subfolders (its val/ part when it is split), or a label "
+                                       "table (its test rows when it has a split column with some, else all)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     evaluate.add_argument("--strict", action="store_true", help="make a bad image file an error; by default it "
@@ -161,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write the HTML report here (default: evaluation.html in the run folder)")
     evaluate.add_argument("--no-report", dest="write_report", action="store_false",
                           help="print the scores only, write no report")
+    _add_config_options(evaluate, ["labels", "path_column", "label_column", "trust_model"])
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser("export", help="export a trained model, checked against the Keras model",
@@ -185,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest class-probability difference allowed (default 0.05 unquantized, else none)")
     export.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     export.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_options(export, ["trust_model"])
     export.set_defaults(run=_export)
 
     inspect = commands.add_parser("inspect", help="list a model's layers and mark where graftkit cuts")
@@ -222,11 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_config_options(train: argparse.ArgumentParser) -> None:
-    """``graft train``'s options, one per :class:`graftkit.config.TrainConfig` field, with its help and default."""
+def _add_config_options(parser: argparse.ArgumentParser, names=None) -> None:
+    """Options of :class:`graftkit.config.TrainConfig` (all, or ``names``), each with its one flag, help and default.
+
+    ``graft train`` takes them all; other commands take the few they share (``--trust-model``, ``--labels``...),
+    under the same name and with the same help.
+    """
     from graftkit.config import FIELDS, flag_of
 
-    for name, field in FIELDS.items():
+    for name in names or FIELDS:
+        field = FIELDS[name]
         meta = field.metadata
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         shown = meta["shown"] if meta["shown"] is not None else default
@@ -238,9 +248,11 @@ def _add_config_options(train: argparse.ArgumentParser) -> None:
             kwargs["type"] = int if "int" in field.type else float if "float" in field.type else str
             help_text = f"{meta['help']} (default: {str(shown).replace('%', '%%')})"
         if meta["flag"] == "":
-            train.add_argument(name, nargs="?", default=argparse.SUPPRESS, help=meta["help"], **kwargs)
+            parser.add_argument(name, nargs="?", default=argparse.SUPPRESS, help=meta["help"], **kwargs)
+        elif names is None:
+            parser.add_argument(flag_of(name), dest=name, default=argparse.SUPPRESS, help=help_text, **kwargs)
         else:
-            train.add_argument(flag_of(name), dest=name, default=argparse.SUPPRESS, help=help_text, **kwargs)
+            parser.add_argument(flag_of(name), dest=name, default=default, help=help_text, **kwargs)
 
 
 def _train(args) -> int:
@@ -264,7 +276,9 @@ def _train(args) -> int:
         from graftkit.training.pipeline import train_config
 
         run = train_config(config)
-    print(json.dumps({"run_dir": str(run.run_dir), "accuracy": run.metrics["accuracy"]}))
+    metrics = run.metrics
+    print(json.dumps({"run_dir": str(run.run_dir), "task": metrics["task"]["kind"],
+                      metrics["headline_name"]: metrics["headline"]}))
     return 0
 
 
@@ -277,20 +291,20 @@ def _predict(args) -> int:
     from graftkit.data.layout import list_images
     from graftkit.files import temporary_beside
     from graftkit.results.predict import predict_files, write_predictions
-    from graftkit.results.trained import load_trained
+    from graftkit.results.trained import load
 
     _positive("--top-k", args.top_k)
     _positive("--batch-size", args.batch_size)
     paths, _ = check_images(list_images(args.inputs), strict=args.strict)
     _heavy()
-    model, class_names = load_trained(args.model)
+    run = load(args.model, trust_model=args.trust_model)
     output = Path(args.output) if args.output else None
     format = args.format or ("table" if output is None else "json" if output.suffix.lower() == ".json" else "csv")
     # The bar goes to stderr; on a terminal it would break up a table printed there.
     bar = log.progress(len(paths), "predict") if output or not sys.stdout.isatty() else None
     started = time.perf_counter()
-    rows = predict_files(model, paths, class_names, top_k=args.top_k, batch_size=args.batch_size,
-                         progress=bar.update if bar else None)
+    rows = predict_files(run.model, paths, run.class_names, top_k=args.top_k, batch_size=args.batch_size,
+                         progress=bar.update if bar else None, task=run.task, thresholds=run.thresholds)
     if output is None:
         count = write_predictions(rows, sys.stdout, format)
     else:
@@ -312,19 +326,21 @@ def _predict(args) -> int:
 def _evaluate(args) -> int:
     from graftkit.data.layout import labelled_images
     from graftkit.results.evaluate import evaluate_images, format_scores
-    from graftkit.results.trained import load_trained
+    from graftkit.results.trained import load
 
     _positive("--batch-size", args.batch_size)
     _heavy()
-    model, class_names = load_trained(args.model)
-    images = labelled_images(args.data, class_names, strict=args.strict)
-    scores, probabilities = evaluate_images(model, images, batch_size=args.batch_size)
+    run = load(args.model, trust_model=args.trust_model)
+    images = labelled_images(args.data, run.class_names, strict=args.strict, task=run.task, labels=args.labels,
+                             path_column=args.path_column, label_column=args.label_column)
+    scores, outputs = evaluate_images(run.model, images, batch_size=args.batch_size, task=run.task,
+                                      thresholds=run.thresholds)
     print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
-    _evaluation_report(args, scores, images, probabilities)
+    _evaluation_report(args, scores, images, outputs, run)
     return 0
 
 
-def _evaluation_report(args, scores, images, probabilities) -> None:
+def _evaluation_report(args, scores, images, outputs, run) -> None:
     """The HTML report of ``graft evaluate``: in the run folder, or at ``--report PATH``."""
     from pathlib import Path
 
@@ -337,8 +353,10 @@ def _evaluation_report(args, scores, images, probabilities) -> None:
     if not args.write_report or (args.report is None and not model.is_dir()):
         return
     path = Path(args.report) if args.report else folder / "evaluation.html"
-    mistakes = confident_mistakes(images.paths, images.labels, probabilities, images.class_names)
-    path = write_evaluation_report(path, scores=scores, mistakes=mistakes, data=args.data, run_dir=run_dir)
+    mistakes = confident_mistakes(images.paths, images.labels, outputs, images.class_names, task=run.task,
+                                  thresholds=run.thresholds)
+    path = write_evaluation_report(path, scores=scores, mistakes=mistakes, data=args.data, run_dir=run_dir,
+                                   labels=images.labels, outputs=outputs)
     log.info(f"report: {path}")
 
 
@@ -350,33 +368,47 @@ def _export(args) -> int:
     export = export_run(args.model, args.format, quantize=args.quantize, out=args.out, data=args.data,
                         check_count=args.check_images, calibration_count=args.calibration_images,
                         batch_size=args.batch_size, min_agreement=args.min_agreement,
-                        max_difference=args.max_difference)
+                        max_difference=args.max_difference, trust_model=args.trust_model)
     log.info(describe(export))
     print(json.dumps(export.to_dict()))
     return 0
 
 
 def _inspect(args) -> int:
-    from graftkit.bases.loader import check_source, is_model_file
+    from graftkit.bases.loader import check_source, is_model_file, is_savedmodel
 
     check_source(args.model)
     _heavy()
-    from graftkit.bases.personal import load_personal
-    from graftkit.model.cut import find_cut
+    from graftkit.bases.preprocess import MODE_HELP
     from graftkit.model.graph import describe_layers
 
-    groups = ()
+    groups, refusal, notes = (), None, []
     if is_model_file(args.model):
+        from graftkit.bases.loader import personal_base
+        from graftkit.bases.personal import load_personal
+
         model = load_personal(args.model, trust_model=args.trust_model)
-        cut = args.cut or find_cut(model)
+        try:  # what graft train does with it: the same checks, cut and preprocessing
+            base = personal_base(model, args.model, cut=args.cut)
+        except GraftError as error:
+            base, refusal = None, str(error)
+        if base is not None:
+            notes = list(base.notes)
+            if is_savedmodel(args.model):
+                notes.insert(0, "a SavedModel can be run, not fine-tuned: graft train needs --freeze all for it")
     else:
+        from graftkit.bases.loader import Base
         from graftkit.bases.registry import get_spec
+        from graftkit.model.cut import cut_at
 
         spec = get_spec(args.model)
         model = spec.build(include_top=False, input_shape=(spec.default_size, spec.default_size, 3))
         cut = args.cut or model.layers[-1].name
+        base = Base(model=cut_at(model, cut), source=spec.name, preprocessing=spec.preprocessing,
+                    image_size=spec.default_size, cut=cut, weights="", preprocessing_why=f"base '{spec.name}' was "
+                    "trained on it")
         groups = spec.layer_groups
-    rows = describe_layers(model, cut)
+    rows = describe_layers(model, base.cut if base else None)
     width = max(len(r["name"]) for r in rows)
     type_width = max(len(r["type"]) for r in rows)
     block = _block_of(groups)
@@ -389,7 +421,17 @@ def _inspect(args) -> int:
     if groups:
         print(f"\nblocks: {len(groups)}, stem first; --freeze blocks:N fine-tunes the last N (the layers from the "
               "first of block N counted from the end)")
-    print(f"\ncut: '{cut}' (marked =>); everything after it is replaced by the new head")
+    print(f"\ninput: {tuple(model.inputs[0].shape)}")
+    if refusal:
+        print(f"graft: error: graft train would refuse this model: {refusal}", file=sys.stderr)
+        return 2
+    kind = "grayscale (1 channel)" if base.channels == 1 else "RGB"
+    print(f"train feeds: {kind} images of {base.image_size}x{base.image_size}, pixels 0..255")
+    print(f"preprocessing: '{base.preprocessing}' ({MODE_HELP[base.preprocessing]}): {base.preprocessing_why}")
+    print(f"cut: '{base.cut}' (marked =>; pass it back with --cut), features {base.feature_shape}; everything "
+          "after it is replaced by the new head")
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -47,7 +47,18 @@ class TrainConfig:
         0.0001
     """
 
-    data: str = option(None, "folder of class subfolders, or of train/ and val/ folders of them", flag="")
+    data: str = option(None, "folder of class subfolders (or of train/ and val/ folders of them), or a label "
+                             "table (.csv / .tsv: a path column, a label column, optionally a split column)", flag="")
+    task: str = option("auto", "single (one class per image), multilabel (any number of labels: a table cell "
+                               "of ;-separated labels, or one image in several class folders), regression (a "
+                               "number), or auto: multilabel when a table cell holds several labels, else single",
+                       choices=["auto", "single", "multilabel", "regression"])
+    labels: str | None = option(None, "a label table for the images of a data folder (paths relative to the table)",
+                                metavar="TABLE", shown="class subfolders")
+    path_column: str | None = option(None, "the label table's column of image paths",
+                                     shown="found by name: path, file, image...")
+    label_column: str | None = option(None, "the label table's column of labels or targets",
+                                      shown="found by name: label, class, target...")
     base: str | None = option(None, "a base name (see graft bases) or a .keras / .h5 / SavedModel path",
                               shown=f"{DEFAULT_BASE} when installed, else {FALLBACK_BASE}")
     weights: str | None = option("imagenet", "imagenet (found offline first), a weights file, or none for random "
@@ -118,7 +129,7 @@ class TrainConfig:
         _check(self.patience >= 1, "--patience", self.patience, "use 1 or more")
         _check(self.seed >= 0, "--seed", self.seed, "use 0 or more")
         _check(all(units >= 1 for units in self.hidden), "--hidden", self.hidden, "use positive layer sizes")
-        for name in ("pooling", "class_weights", "preprocess", "feature_cache"):
+        for name in ("task", "pooling", "class_weights", "preprocess", "feature_cache"):
             self._check_choice(name)
         if parse_freeze(self.freeze).kind == "all" and self.epochs == 0:
             raise GraftError("--epochs 0 skips the head stage and --freeze all skips fine-tuning: nothing would "
@@ -166,7 +177,10 @@ class TrainConfig:
         from graftkit.runfolder import check_out
 
         if not Path(self.data).exists():
-            raise GraftError(f"data folder '{self.data}' does not exist: pass a folder of class subfolders")
+            raise GraftError(f"data folder '{self.data}' does not exist: pass a folder of class subfolders or a "
+                             "label table")
+        if self.labels is not None and not Path(self.labels).is_file():
+            raise GraftError(f"--labels '{self.labels}' is not a file: pass a .csv or .tsv label table")
         check_source(self.base, image_size=self.image_size, freeze=parse_freeze(self.freeze))
         if self.weights not in (None, "imagenet", "none") and not Path(self.weights).is_file():
             raise GraftError(f"--weights '{self.weights}' is not a file: pass a weights file, imagenet or none")

@@ -12,6 +12,7 @@ MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
 CONFIG_FILE = "config.json"  # the options as the run ran, written once before training
 SPLIT_FILE = "split.json"  # the training and validation files with their labels, written once
+THRESHOLDS_FILE = "thresholds.json"  # a multi-label model's per-label decision thresholds, chosen on validation
 INPUTS_FILE = "inputs.json"  # the model's input contract: size, resize filter, channel order, value range
 UNFINISHED_FILE = "UNFINISHED"  # in a run folder from the start of a run until its model is written
 CHECKPOINT_FILE = "checkpoint.npz"  # the state after a run's last completed epoch (graftkit.training.checkpoint)
@@ -54,8 +55,9 @@ def check_out(out: str | Path) -> Path:
     return path
 
 
-RUN_FILES = (MODEL_FILE, CLASSES_FILE, CONFIG_FILE, SPLIT_FILE, INPUTS_FILE, UNFINISHED_FILE, CHECKPOINT_FILE,
-             "history.json", "metrics.json", "curves.png", "confusion.png", "report.html")
+RUN_FILES = (MODEL_FILE, CLASSES_FILE, CONFIG_FILE, SPLIT_FILE, INPUTS_FILE, THRESHOLDS_FILE, UNFINISHED_FILE,
+             CHECKPOINT_FILE, "history.json", "metrics.json", "curves.png", "confusion.png", "pr_curves.png",
+             "regression.png", "report.html")
 
 
 def remove_leftovers(folder: Path) -> int:

@@ -13,6 +13,7 @@ import inspect
 import keras
 
 _NESTED_CLASSES = ("Functional", "Model", "Sequential")
+_KERAS2_MODULES = ("tf_keras", "tensorflow.python.keras", "tensorflow.keras", "keras.engine", "keras.src.engine")
 
 
 def keras2_config_for_keras3(config: dict) -> dict:
@@ -25,7 +26,8 @@ def keras2_config_for_keras3(config: dict) -> dict:
     as a list of one, the node numbers of nested models (Keras 2 counted a node
     of their own that Keras 3 does not create), and a Keras 2.2-2.3 Sequential with no
     ``InputLayer`` whose first layer carries ``batch_input_shape`` (Keras 3 would make
-    that shape, batch axis included, the shape of one example: an input of rank 5).
+    that shape, batch axis included, the shape of one example: an input of rank 5), and
+    the module tf-keras names for a nested model (``tf_keras.src.engine.functional``).
 
     Example:
         >>> keras2_config_for_keras3({"class_name": "DepthwiseConv2D",
@@ -76,6 +78,12 @@ def _fix_layer(entry) -> None:
     cls, cfg = entry.get("class_name"), entry.get("config")
     if not isinstance(cls, str) or not isinstance(cfg, dict):
         return
+    module = entry.get("module")
+    if cls in _NESTED_CLASSES and isinstance(module, str) and module.startswith(_KERAS2_MODULES):
+        # tf-keras names its own module (tf_keras.src.engine.functional), which Keras 3 cannot import:
+        # without it, Keras 3 rebuilds the model as the legacy config it is.
+        entry.pop("module")
+        entry.pop("registered_name", None)
     _drop_stale_kwargs(cls, cfg)
     axis = cfg.get("axis")
     if cls == "BatchNormalization" and isinstance(axis, list) and len(axis) == 1:

@@ -113,7 +113,8 @@ def _unknown_classes(config) -> list[str]:
         name, module = config.get("class_name"), config.get("module")
         if isinstance(name, str) and "module" in config and not name.startswith("__"):
             registered = config.get("registered_name")
-            builtin = isinstance(module, str) and (module in ("keras", "builtins") or module.startswith("keras."))
+            builtin = isinstance(module, str) and (module in ("keras", "builtins") or module.startswith("keras.")
+                                                   or (module.startswith(_KERAS2_MODULES) and _is_keras_class(name)))
             if not builtin and not (registered and keras.saving.get_registered_object(registered)):
                 found.append(registered or name)
         for value in config.values():
@@ -122,6 +123,14 @@ def _unknown_classes(config) -> list[str]:
         for value in config:
             found += _unknown_classes(value)
     return found
+
+
+_KERAS2_MODULES = ("tf_keras.", "tensorflow.python.keras.", "tensorflow.keras.")
+
+
+def _is_keras_class(name: str) -> bool:
+    """Whether Keras 3 has a layer or model class of this name (what a Keras 2 module path refers to)."""
+    return name in ("Functional", "Sequential", "Model") or isinstance(getattr(keras.layers, name, None), type)
 
 
 def _check_config(path: Path, config, trust: bool) -> None:
@@ -147,9 +156,13 @@ def _keras_load(path: Path, trust: bool, what: str) -> keras.Model:
     except OSError as error:  # h5py: truncated or unreadable data
         raise GraftError(f"model file '{what}' is damaged or truncated ({_first_line(error)}): "
                          "copy it again from where it was saved") from error
+    except EOFError as error:  # marshal.loads on the bytecode of a Lambda saved by another Python
+        raise GraftError(_other_python(what)) from error
     except (TypeError, ValueError) as error:
         message = _first_line(error)
         chain = [_first_line(e) for e in _causes(error)]  # Keras wraps the real reason in generic errors
+        if any(isinstance(e, EOFError) or "marshal data" in str(e) for e in _causes(error)):
+            raise GraftError(_other_python(what)) from error
         if any("safe_mode" in m for m in chain):
             raise GraftError(f"model file '{what}' contains custom code: {TRUST_HINT}") from error
         custom = [m for m in chain if m.startswith(("Unknown layer", "Could not locate", "Could not deserialize"))]
@@ -158,6 +171,15 @@ def _keras_load(path: Path, trust: bool, what: str) -> keras.Model:
                              f"whose code graftkit does not have: {_FIX_CUSTOM}") from error
         raise GraftError(f"Keras 3 cannot rebuild model file '{what}' ({message}): re-save it with "
                          "the Keras that made it, or load it in Python and pass the model") from error
+
+
+def _other_python(what: str) -> str:
+    import sys
+
+    return (f"model file '{what}' holds a Lambda layer whose Python code was saved by another Python version "
+            f"(Keras 2 stores it as bytecode, which Python {sys.version_info.major}.{sys.version_info.minor} cannot "
+            "read): re-save the model without the Lambda in the Python that made it, or rebuild the model in code "
+            "and load these weights (model.load_weights(file, by_name=True))")
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -254,6 +276,14 @@ def _load_savedmodel(path: Path, trust: bool) -> keras.Model:
         except (OSError, tf.errors.OpError) as error:
             raise GraftError(f"SavedModel '{path}' could not be read ({_first_line(error)}): "
                              "copy it again from where it was saved") from error
+        except (AttributeError, ImportError) as error:
+            if "add_slot" not in str(error) and "optimizer" not in str(error):
+                raise
+            # TF 2.0-2.x Keras saved the optimizer's slot variables, which TensorFlow recreates through
+            # tf-keras' optimizer class; without tf-keras it fails (tensorflow#52370).
+            raise GraftError(f"SavedModel '{path}' holds the state of its Keras 2 optimizer, which TensorFlow "
+                             "restores only with tf-keras installed (tensorflow#52370): pip install tf-keras, or "
+                             "re-save it without the optimizer (model.save(path, include_optimizer=False))") from error
     if layer is None:
         raise GraftError(f"SavedModel '{path}' has no 'serving_default' signature: "
                          "export it with model.export or a serving signature")

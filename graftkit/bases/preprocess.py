@@ -67,9 +67,64 @@ def preprocessing_layer(mode: str, *, channels: int = 3, name: str = "preprocess
     return keras.Sequential(layers, name=name)
 
 
+# Keras Applications architectures a personal model may hold, told by layer names they always have
+# (after graftkit.bases.keras2 turned "/" into "_"): name, the names, and what Keras' own model takes.
+KNOWN_ARCHITECTURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("MobileNetV2", ("expanded_conv_project", "block_1_expand"), "tf"),
+    ("MobileNet", ("conv_dw_1", "conv_pw_1"), "tf"),
+    ("DenseNet", ("pool2_conv", "conv2_block1_0_bn"), "torch"),
+    ("ResNetV2", ("conv1_conv", "conv2_block1_preact_bn"), "tf"),
+    ("ResNet", ("conv1_conv", "conv2_block1_1_conv"), "caffe"),
+    ("VGG", ("block1_conv1", "block5_conv1"), "caffe"),
+    ("Xception", ("block1_conv1_bn", "block14_sepconv2"), "tf"),
+    ("InceptionResNetV2", ("conv_7b", "block8_10"), "tf"),
+    ("InceptionV3", ("mixed9_1", "mixed10"), "tf"),
+)
+
+
+def explain_preprocessing(model) -> tuple[str, str, bool]:
+    """The preprocessing mode a personal model takes, why, and whether it is only a guess.
+
+    In order: a model that scales its own input (a ``Rescaling`` or ``Normalization`` layer before
+    any learned layer) takes pixels unchanged (``none``); a Teachable Machine image export (a
+    MobileNetV2 under TF.js layer names) takes [-1, 1] (``tf``); a Keras Applications architecture
+    inside (see :data:`KNOWN_ARCHITECTURES`) takes what Keras' own model takes; anything else is
+    guessed as x / 255 (``unit``), the most common choice, and says so.
+
+    Returns:
+        ``(mode, why, guessed)``: a mode of :data:`MODES`, one clause saying why, True for a guess.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3), keras.layers.Flatten()])
+        >>> explain_preprocessing(m)[0::2]
+        ('unit', True)
+    """
+    import re
+
+    import keras
+
+    from graftkit.model.graph import flatten_layers
+
+    layers = flatten_layers(model)
+    for layer in layers:
+        if isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization)):
+            return "none", f"the model scales its own input (its '{layer.name}' layer)", False
+        if layer.weights:
+            break
+    names = {layer.name for layer in layers}
+    for architecture, markers, mode in KNOWN_ARCHITECTURES:
+        if all(marker in names for marker in markers):
+            if architecture == "MobileNetV2" and any(re.fullmatch(r"dense_Dense\d+", n) for n in names):
+                return mode, ("a Teachable Machine image export (MobileNetV2 inside, TF.js layer names), which "
+                              f"takes {MODE_HELP[mode]}"), False
+            return mode, (f"a {architecture} inside (layer '{markers[0]}'), which Keras' ImageNet "
+                          f"{architecture} takes as {MODE_HELP[mode]}"), False
+    return "unit", "no Rescaling layer and no known architecture inside the model", True
+
+
 def guess_preprocessing(model) -> str:
-    """``"none"`` if the model scales its own input (a Rescaling or Normalization layer among its
-    first layers, before any learned layer), else ``"unit"`` (x / 255).
+    """The preprocessing mode of a personal model: see :func:`explain_preprocessing` (its mode alone).
 
     Example:
         >>> import keras
@@ -78,13 +133,4 @@ def guess_preprocessing(model) -> str:
         >>> guess_preprocessing(m)
         'none'
     """
-    import keras
-
-    from graftkit.model.graph import flatten_layers
-
-    for layer in flatten_layers(model):
-        if isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization)):
-            return "none"
-        if layer.weights:
-            break
-    return "unit"
+    return explain_preprocessing(model)[0]

@@ -12,8 +12,8 @@ from graftkit.data.check import check_pixels, reason_of
 from graftkit.errors import GraftError
 
 
-def read_image(path, size: int) -> np.ndarray:
-    """Read one image file as RGB pixels squashed to ``size`` x ``size``.
+def read_image(path, size: int, channels: int = 3) -> np.ndarray:
+    """Read one image file as RGB (or grayscale) pixels squashed to ``size`` x ``size``.
 
     EXIF rotation is applied (a damaged EXIF block is ignored), a GIF, WebP or TIFF with
     several frames gives its first, transparency is laid on white, 16-bit images (a
@@ -23,9 +23,11 @@ def read_image(path, size: int) -> np.ndarray:
     Args:
         path: an image file.
         size: side of the square the image is squashed to (bilinear, aspect ratio not kept).
+        channels: 3 for RGB, 1 for grayscale (the RGB image converted to PIL's ``L``, ITU-R 601-2 luma;
+            for a grayscale model: its input's channel count decides).
 
     Returns:
-        uint8 array of shape (size, size, 3), values 0..255.
+        uint8 array of shape (size, size, channels), values 0..255.
 
     Raises:
         GraftError: the file cannot be read as an image.
@@ -35,22 +37,29 @@ def read_image(path, size: int) -> np.ndarray:
         >>> Image.new("P", (300, 200)).save("/tmp/graftkit_example.gif")
         >>> read_image("/tmp/graftkit_example.gif", 224).shape
         (224, 224, 3)
+        >>> read_image("/tmp/graftkit_example.gif", 28, channels=1).shape
+        (28, 28, 1)
     """
     try:
-        return decode_resized(path, size)
+        return decode_resized(path, size, channels)
     except Exception as error:
         raise GraftError(f"cannot read image '{path}' ({reason_of(error)}): replace the file or leave it out") from None
 
 
-def decode_resized(path, size: int) -> np.ndarray:
+def decode_resized(path, size: int, channels: int = 3) -> np.ndarray:
+    """:func:`read_image` without its error message: raises whatever decoding raises."""
     if not stat.S_ISREG(os.stat(path).st_mode):  # a named pipe would block the open forever
         raise ValueError("not a regular file")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
     with Image.open(path) as img:
         check_pixels(img)
         img.draft("RGB", (size, size))  # JPEG only: decode at the smallest scale still >= size
         img = _to_rgb(_upright(img))
+        if channels == 1:  # one way for every path (training, predict, evaluate, export): RGB, then luma
+            img = img.convert("L")
         img = img.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.uint8)
+        return np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
 
 
 def _upright(img: Image.Image) -> Image.Image:

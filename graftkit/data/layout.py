@@ -202,22 +202,33 @@ def _from_folders(root, task: str, strict: bool):
                              f"'{bad}' is not one: rename the folders, or use a label table with a target column")
     items, label_lists, parts = [], [], []
     for part, classes in sources:
-        if task == "multilabel":
-            merged: dict[str, int] = {}  # content digest -> index of its example
-            for name in sorted(classes):
-                for path in classes[name]:
-                    key = checked.digests.get(path, path)
-                    if key in merged:
-                        label_lists[merged[key]].append(name)
-                        continue
-                    merged[key] = len(items)
-                    items.append(path), label_lists.append([name]), parts.append(part)
-        else:
-            for name in sorted(classes):
-                items += classes[name]
-                label_lists += [[name]] * len(classes[name])
-                parts += [part] * len(classes[name])
+        more_items, more_labels, more_parts = _examples(classes, task, checked, part)
+        items, label_lists, parts = items + more_items, label_lists + more_labels, parts + more_parts
     return items, label_lists, parts, checked, how
+
+
+def _examples(classes: dict[str, list[str]], task: str, checked: Checked, part):
+    """(paths, label lists, parts) of class folders: one example per file, or, for a multi-label task, one per
+    distinct content, labelled with every folder it is in."""
+    items, label_lists, parts = [], [], []
+    if task == "multilabel":
+        merged: dict[str, int] = {}  # content digest -> index of its example
+        for name in sorted(classes):
+            for path in classes[name]:
+                key = checked.digests.get(path, path)
+                if key in merged:
+                    label_lists[merged[key]].append(name)
+                    continue
+                merged[key] = len(items)
+                items.append(path)
+                label_lists.append([name])
+                parts.append(part)
+    else:
+        for name in sorted(classes):
+            items += classes[name]
+            label_lists += [[name]] * len(classes[name])
+            parts += [part] * len(classes[name])
+    return items, label_lists, parts
 
 
 def _each_class_twice(labels: np.ndarray, names: list[str], root, skipped: list[tuple[str, str]]) -> None:
@@ -239,38 +250,65 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def labelled_images(root, class_names: list[str], *, strict: bool = False) -> ImageSet:
-    """The checked images of a labelled folder, labelled with a trained model's classes, for evaluation.
+def labelled_images(root, class_names: list[str], *, strict: bool = False, task: str = "single",
+                    labels: str | Path | None = None, path_column: str | None = None,
+                    label_column: str | None = None) -> ImageSet:
+    """The checked, labelled images to score a trained model on, labelled with its classes.
 
-    ``root`` holds class subfolders, or ``train/`` and ``val/`` (or ``validation/``), in which
-    case its validation part is used. A class of the model may be absent; a folder the model
-    has no class for is an error. Bad files are left out with a warning (listed in the
-    result's ``skipped``), or are an error with ``strict``.
+    ``root`` holds class subfolders, or ``train/`` and ``val/`` (or ``validation/``), in which case its
+    validation part is used; or it is a label table (or ``labels`` names one), whose ``test`` rows are
+    used when it has a split column with some, else all its rows. A class of the model may be absent;
+    a folder or label the model has no class for is an error. Bad files are left out with a warning
+    (listed in the result's ``skipped``), or are an error with ``strict``.
 
     Args:
-        root: the labelled folder.
+        root: the labelled folder or table.
         class_names: the model's class names, in the order of its outputs.
         strict: make any bad file an error.
+        task: the model's task (``single``, ``multilabel`` or ``regression``).
+        labels, path_column, label_column: a label table and its columns, as for :func:`load_split`.
 
     Returns:
-        The images, labels indexing ``class_names``.
+        The images, labels as the task has them (indices into ``class_names`` for ``single``).
 
     Raises:
-        GraftError: one line naming the folder or file at fault and the fix.
+        GraftError: one line naming the folder, row or file at fault and the fix.
 
     Example:
         >>> labelled_images("data/hymenoptera", ["ants", "bees"]).counts()  # doctest: +SKIP
         {'ants': 70, 'bees': 83}
     """
-    root, _, val_dir = _open_root(root)
-    folder = val_dir or root
-    classes = _classes(folder, min_classes=1)
-    unknown = sorted(set(classes) - set(class_names))
-    if unknown:
-        raise GraftError(f"class folder '{folder / unknown[0]}' is not a class of the model "
-                         f"({', '.join(class_names)}): move it out or use a model trained on that class")
-    checked = scan([p for files in classes.values() for p in files], strict=strict, digests=False)
-    images = _image_set(_usable(classes, checked, folder), list(class_names))
+    from graftkit.data.labels import encode
+    from graftkit.data.table import is_table, read_table
+
+    if labels is not None or is_table(root):
+        table = read_table(labels or root, item_column=path_column, label_column=label_column, strict=strict)
+        rows = [row for row in table.rows if row.split == "test"] or table.rows
+        checked = scan([row.item for row in rows], strict=strict, digests=False)
+        good = set(checked.good)
+        rows = [row for row in rows if row.item in good]
+        unknown = next((row for row in rows for label in row.labels
+                        if task != "regression" and label not in class_names), None)
+        if unknown is not None:
+            raise GraftError(f"{table.path}, line {unknown.line}: label '{unknown.labels[0]}' is not a class of the "
+                             f"model ({', '.join(class_names[:8])}): fix the row or use a model trained on it")
+        if task == "regression":
+            table.rows = rows
+            table.targets()
+        paths, label_lists = [row.item for row in rows], [row.labels for row in rows]
+    else:
+        root, _, val_dir = _open_root(root)
+        folder = val_dir or root
+        classes = _classes(folder, min_classes=1)
+        if task != "regression":
+            unknown = sorted(set(classes) - set(class_names))
+            if unknown:
+                raise GraftError(f"class folder '{folder / unknown[0]}' is not a class of the model "
+                                 f"({', '.join(class_names)}): move it out or use a model trained on that class")
+        checked = scan([p for files in classes.values() for p in files], strict=strict, digests=task == "multilabel")
+        paths, label_lists, _ = _examples(_usable(classes, checked, folder), task, checked, None)
+    encoded, _ = encode(label_lists, task, names=class_names)
+    images = ImageSet(paths, encoded, list(class_names))
     images.skipped = checked.skipped
     return images
 

@@ -12,8 +12,8 @@ from graftkit.data.decode import decode_resized
 
 
 def make_dataset(paths, labels=None, *, image_size: int, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, augment: bool = False):
-    """A streamed, batched ``tf.data.Dataset`` of images (float32, 0..255) and sparse int32 labels.
+                 seed: int = 0, augment: bool = False, channels: int = 3):
+    """A streamed, batched ``tf.data.Dataset`` of images (float32, 0..255) and labels (see :func:`label_array`).
 
     Images are decoded in parallel as they are needed, never all held in memory. Without
     ``shuffle`` the order is exactly ``paths``; with it, the order is reshuffled every
@@ -23,12 +23,14 @@ def make_dataset(paths, labels=None, *, image_size: int, batch_size: int, shuffl
 
     Args:
         paths: image files.
-        labels: class indices, one per path, or None to yield images alone.
+        labels: one label per path (a class index, a 0/1 row or a number), or None to yield images alone.
         image_size: side of the square the images are squashed to.
         batch_size: images per batch (the last batch may be smaller).
         shuffle: reshuffle the order every epoch.
         seed: seed of the shuffle.
         augment: apply :func:`augmentation` to every batch.
+        channels: 3 for RGB images, 1 for grayscale ones (for a model whose input has one channel; see
+            :func:`graftkit.data.decode.read_image`).
 
     Example:
         >>> from PIL import Image
@@ -47,17 +49,17 @@ def make_dataset(paths, labels=None, *, image_size: int, batch_size: int, shuffl
 
     def load(path):
         try:
-            return decode_resized(os.fsdecode(path), image_size)
+            return decode_resized(os.fsdecode(path), image_size, channels)
         except Exception as error:  # it passed the check, then changed or vanished: never stop an epoch for it
             if path not in failed:  # a blank image keeps every batch and row where it was
                 failed.add(path)
                 log.warn(f"could not read '{os.fsdecode(path)}' any more ({reason_of(error)}): "
                          "used a blank image in its place")
-            return np.zeros((image_size, image_size, 3), np.uint8)
+            return np.zeros((image_size, image_size, channels), np.uint8)
 
     def decode(path):
         image = tf.numpy_function(load, [path], tf.uint8, stateful=False)
-        image.set_shape((image_size, image_size, 3))
+        image.set_shape((image_size, image_size, channels))
         return image
 
     def on_images(function):  # apply ``function`` to the images, pass labels through
@@ -65,7 +67,7 @@ def make_dataset(paths, labels=None, *, image_size: int, batch_size: int, shuffl
 
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
     if labels is not None:
-        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.int32)))
+        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(label_array(labels)))
     if shuffle:
         ds = ds.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(on_images(decode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -99,6 +101,18 @@ def augmentation(seed: int | None = None):
         keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seeds[1]),
         keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seeds[2]),
     ], name="augmentation")
+
+
+def label_array(labels) -> np.ndarray:
+    """Labels as a model trains on them: int32 class indices, or float32 (0/1 rows of a multi-label task,
+    numbers of a regression).
+
+    Example:
+        >>> label_array([1, 0]).dtype, label_array([[1.0, 0.0]]).dtype
+        (dtype('int32'), dtype('float32'))
+    """
+    labels = np.asarray(labels)
+    return labels.astype(np.float32) if labels.dtype.kind == "f" else labels.astype(np.int32)
 
 
 def class_weights(labels, num_classes: int) -> dict[int, float] | None:

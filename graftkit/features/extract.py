@@ -20,7 +20,7 @@ from graftkit.features.store import CACHE_MODES, Store, default_memory_budget_mb
 
 
 def extract_features(base, paths, *, view: int | None = None, seed: int = 0, batch_size: int = 32,
-                     cache: str = "auto", memory_budget_mb: int | None = None, dtype: str = "float32",
+                     feature_cache: str = "auto", feature_memory_mb: int | None = None, dtype: str = "float32",
                      pool: str | None = None, stats: dict | None = None):
     """The base's outputs for every image, computed once and kept in the feature cache.
 
@@ -36,10 +36,10 @@ def extract_features(base, paths, *, view: int | None = None, seed: int = 0, bat
         seed: seed of the augmented views.
         batch_size: least images per forward pass (small images go in larger batches, see
             :func:`extraction_batch`; in inference mode the batch does not change the features).
-        cache: ``auto``: use the disk cache, return an in-memory array when it fits
-            ``memory_budget_mb`` and a read-only memmap of a cache file otherwise;
+        feature_cache: ``auto``: use the disk cache, return an in-memory array when it fits
+            ``feature_memory_mb`` and a read-only memmap of a cache file otherwise;
             ``memory``: no disk at all, always in memory; ``disk``: always a memmap.
-        memory_budget_mb: the most MB to hold in memory (default :func:`default_memory_budget_mb`).
+        feature_memory_mb: the most MB to hold in memory (default :func:`default_memory_budget_mb`).
         dtype: ``float32``, or ``float16`` to halve memory and disk (features then differ by rounding).
         pool: None for the base's outputs; ``avg`` or ``max`` to keep them globally pooled, as a
             head's first layer would (a 7x7 map then takes 49 times less room).
@@ -54,26 +54,26 @@ def extract_features(base, paths, *, view: int | None = None, seed: int = 0, bat
         >>> from PIL import Image
         >>> Image.new("RGB", (40, 30), "red").save("/tmp/graftkit_red.png")
         >>> base = load_base("mobilenet_v2_0.35", image_size=96, weights=None)
-        >>> extract_features(base, ["/tmp/graftkit_red.png"] * 2, cache="memory").shape
+        >>> extract_features(base, ["/tmp/graftkit_red.png"] * 2, feature_cache="memory").shape
         (2, 3, 3, 1280)
     """
-    if cache not in CACHE_MODES:
-        raise GraftError(f"unknown feature cache mode '{cache}': use one of {', '.join(CACHE_MODES)}")
+    if feature_cache not in CACHE_MODES:
+        raise GraftError(f"unknown feature cache mode '{feature_cache}': use one of {', '.join(CACHE_MODES)}")
     dtype = np.dtype(dtype)
     if dtype.name not in ("float32", "float16"):
         raise GraftError(f"feature dtype '{dtype}' is not supported: use float32 or float16")
     paths = [os.fsdecode(p) for p in paths]
     shape = pooled_shape(base.feature_shape, pool)
     row_bytes = int(np.prod(shape)) * dtype.itemsize
-    budget = (default_memory_budget_mb() if memory_budget_mb is None else memory_budget_mb) * 2 ** 20
-    in_memory = cache == "memory" or (cache == "auto" and len(paths) * row_bytes <= budget)
+    budget = (default_memory_budget_mb() if feature_memory_mb is None else feature_memory_mb) * 2 ** 20
+    in_memory = feature_cache == "memory" or (feature_cache == "auto" and len(paths) * row_bytes <= budget)
     key, description = feature_key(base, view=view, seed=seed, dtype=dtype.name, pool=pool)
     report = {"computed": 0, "cached": 0, "dropped_shards": 0, "in_memory": in_memory, "key": key}
     if stats is not None:
         stats.clear()
         stats.update(report)
         report = stats
-    if cache == "memory":
+    if feature_cache == "memory":
         out = np.empty((len(paths), *shape), dtype)
         _compute(base, paths, range(len(paths)), out, view, seed, pool, batch_size)
         report["computed"] = len(paths)
@@ -83,10 +83,10 @@ def extract_features(base, paths, *, view: int | None = None, seed: int = 0, bat
     try:
         store = Store(settings.cache_dir() / "features" / key, shape, dtype, description)
     except GraftError as error:
-        if cache == "disk":
+        if feature_cache == "disk":
             raise
         log.info(f"{error}; keeping features in memory only")
-        return extract_features(base, paths, view=view, seed=seed, batch_size=batch_size, cache="memory",
+        return extract_features(base, paths, view=view, seed=seed, batch_size=batch_size, feature_cache="memory",
                                 dtype=dtype.name, pool=pool, stats=stats)
     found = store.lookup(keys)
     if not in_memory:
@@ -123,7 +123,7 @@ def features_dataset(views, labels, *, batch_size: int, shuffle: bool = False, s
 
     Args:
         views: one array (or memmap) of features, or a list of them with the same images in the same order.
-        labels: class index of every image.
+        labels: every image's label (see :func:`graftkit.data.pipeline.label_array`).
         batch_size: rows per batch.
         shuffle: reshuffle the images every epoch (from ``seed``).
         seed: seed of the shuffle and of the choice of view.
@@ -138,7 +138,9 @@ def features_dataset(views, labels, *, batch_size: int, shuffle: bool = False, s
 
     views = list(views) if isinstance(views, (list, tuple)) else [views]
     count, n_views = len(views[0]), len(views)
-    labels = np.asarray(labels, np.int32)
+    from graftkit.data.pipeline import label_array
+
+    labels = label_array(labels)
     if len(labels) != count or any(len(v) != count for v in views):
         raise ValueError("every view needs one row per label")
     rows = tf.data.Dataset.range(count)
@@ -176,7 +178,7 @@ def _compute(base, paths, rows, out, view, seed, pool, batch_size) -> None:
 
     forward = _forward(base, view, seed, pool)
     # Positions ride along as labels: a file that fails to decode is left out, never cached as a blank image.
-    dataset = make_dataset([paths[i] for i in rows], np.arange(len(rows)), image_size=base.image_size,
+    dataset = make_dataset([paths[i] for i in rows], np.arange(len(rows)), image_size=base.image_size, channels=base.channels,
                            batch_size=extraction_batch(batch_size, base.image_size))
     label = "features" if view is None else f"features, augmented view {view + 1}"
     bar = log.progress(len(rows), label)
@@ -232,7 +234,7 @@ def _forward(base, view, seed, pool):
     key = (base.preprocessing, size, None if view is None else view_seed(seed, view), pool)
     known = _EXTRACTORS.setdefault(base.model, {})
     if key not in known:
-        known[key] = compiled_forward(_extractor(base, view, seed, pool), input_shape=(size, size, 3))
+        known[key] = compiled_forward(_extractor(base, view, seed, pool), input_shape=(size, size, base.channels))
     return known[key]
 
 
@@ -246,7 +248,7 @@ def _extractor(base, view, seed, pool=None):
     from graftkit.bases.preprocess import preprocessing_layer
     from graftkit.data.pipeline import augmentation
 
-    preprocess = preprocessing_layer(base.preprocessing)
+    preprocess = preprocessing_layer(base.preprocessing, channels=base.channels)
     augment = None if view is None else augmentation(seed=view_seed(seed, view))
     pooling = _pooling_layer(len(base.feature_shape), pool)
     owner = weakref.ref(base.model)

@@ -138,3 +138,36 @@ def find_cut(model: keras.Model) -> str:
             return find_cut(layer)  # the pooling happens inside this nested model
         todo += node.input_tensors
     return _penultimate(model)
+
+
+def probability_note(model: keras.Model, cut_model: keras.Model, cut: str) -> str:
+    """A warning when a cut keeps ``model``'s own class probabilities as the features, else ``""``.
+
+    That is a cut at the model's final softmax (always so for a SavedModel, which cannot be cut
+    inside): a new head then learns from the old classes' scores alone. Told by running the
+    cut model on two random images: non-negative outputs summing to 1.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="conv"),
+        ...                       keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax", name="top")])
+        >>> probability_note(m, cut_at(m, "top"), "top")[:40]
+        "the cut 'top' is the model's own output:"
+        >>> probability_note(m, cut_at(m, "conv"), "conv")
+        ''
+    """
+    import numpy as np
+
+    output = cut_model.outputs[0]
+    if _rank(output) != 2 or tuple(output.shape) != tuple(graph_of(model).outputs[0].shape):
+        return ""
+    shape = [d if d is not None else 64 for d in cut_model.inputs[0].shape[1:]]
+    x = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype("float32")
+    y = np.asarray(cut_model(x, training=False), "float64")
+    if y.min() < 0 or not np.allclose(y.sum(axis=-1), 1, atol=1e-3):
+        return ""
+    inference_only = getattr(model, "_graft_inference_only", False)
+    return (f"the cut '{cut}' is the model's own output: its {output.shape[-1]} features are the old classes' "
+            "probabilities (a softmax), so the new head learns from those scores alone; "
+            + ("a SavedModel cannot be cut inside: use the model's .keras / .h5 file to cut at its last feature map"
+               if inference_only else "cut at an earlier layer with --cut (graft inspect lists them)"))

@@ -17,8 +17,9 @@ def build_head(
     hidden: Sequence[int] = (),
     dropout: float = 0.2,
     seed: int = 0,
+    task=None,
 ) -> keras.Model:
-    """A head from base features to class probabilities.
+    """A head from base features to class probabilities (or, per ``task``, label probabilities or a number).
 
     Pooling is added only when the features are spatial (rank 3 per example or
     more), so a base that already ends in a vector is never pooled twice.
@@ -30,13 +31,17 @@ def build_head(
         hidden: sizes of hidden Dense (ReLU) layers, each followed by dropout.
         dropout: dropout rate before each Dense layer; 0 disables it.
         seed: seed of the dropout and weight initialisers.
+        task: a :class:`graftkit.model.task.Task`; single-label classification by default.
 
     Example:
         >>> head = build_head((7, 7, 1280), 5, hidden=[256])
         >>> head.output.shape
         (None, 5)
     """
-    if num_classes < 2:
+    from graftkit.model.task import Task
+
+    task = task or Task()
+    if num_classes < 2 and task.kind == "single":
         raise GraftError(f"a classifier needs at least 2 classes, got {num_classes}")
     if pooling not in ("avg", "max"):
         raise GraftError(f"unknown --pooling '{pooling}': use avg or max")
@@ -58,8 +63,7 @@ def build_head(
                                kernel_initializer=keras.initializers.HeNormal(seed=seed + index))(x)
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed + len(hidden), name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions",
-                                 kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
+    outputs = task.output(x, num_classes, seed=seed)
     return keras.Model(inputs, outputs, name="head")
 
 
@@ -82,7 +86,7 @@ def assemble(base, head: keras.Model, *, train_bn: bool = False) -> keras.Model:
         ['image', 'preprocess', 'base', 'head']
     """
     size = base.image_size
-    inputs = keras.Input((size, size, 3), name="image")
+    inputs = keras.Input((size, size, base.channels), name="image")
     x = base.preprocessing_layer()(inputs)
     x = base.model(x, training=None if train_bn else False)
     outputs = head(x)

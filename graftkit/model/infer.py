@@ -85,6 +85,17 @@ def predict_dataset(model, dataset, *, progress=None) -> np.ndarray:
     return np.concatenate(outputs) if outputs else np.zeros((0,) + tuple(model.output.shape[1:]), "float32")
 
 
+def input_channels(model) -> int:
+    """The colour channels a graftkit model takes: 3 (RGB), or 1 for a model made from a grayscale base.
+
+    Example:
+        >>> import keras
+        >>> input_channels(keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten()]))
+        1
+    """
+    return int(model.inputs[0].shape[-1] or 3)
+
+
 def input_size(model) -> int:
     """The side of the square images a graftkit model takes (its input is ``(None, size, size, 3)``).
 

@@ -1,28 +1,117 @@
-"""Scores of a trained classifier on labelled images."""
+"""Scores of a trained model on labelled images, for each task: one class, several labels, or a number.
+
+Every score dict has ``task``, ``count``, and ``headline`` / ``headline_name``: the one number to quote
+(accuracy, mean average precision, or mean absolute error).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from graftkit.errors import GraftError
 
-def score(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> dict:
-    """Accuracy, per-class precision / recall / F1 and the confusion matrix.
+HEADLINES = {"single": "accuracy", "multilabel": "mAP", "regression": "MAE"}
+"""The name of each task's headline number."""
+
+
+def task_kind(task) -> str:
+    """The task's name from a name, a :class:`graftkit.model.task.Task` or None (``single``).
+
+    Example:
+        >>> from graftkit.model.task import Task
+        >>> task_kind(Task("regression")), task_kind(None)
+        ('regression', 'single')
+    """
+    from graftkit.model.task import TASKS
+
+    kind = getattr(task, "kind", task) or "single"
+    if kind not in TASKS:
+        raise GraftError(f"unknown task '{kind}': use one of {', '.join(TASKS)}")
+    return kind
+
+
+def threshold_array(thresholds, class_names: list[str]) -> np.ndarray:
+    """Per-label thresholds as an array in output order, from None (0.5 each), a sequence or ``{label: t}``.
+
+    Example:
+        >>> threshold_array({"cat": 0.3, "dog": 0.7}, ["cat", "dog"]).tolist()
+        [0.3, 0.7]
+    """
+    k = len(class_names)
+    if thresholds is None:
+        return np.full(k, 0.5)
+    if isinstance(thresholds, dict):
+        missing = [name for name in class_names if name not in thresholds]
+        if missing:
+            raise GraftError(f"thresholds name no value for the label(s) {', '.join(missing[:5])}: "
+                             "give one threshold per label (thresholds.json beside the model)")
+        return np.array([float(thresholds[name]) for name in class_names])
+    values = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if len(values) != k:
+        raise GraftError(f"{len(values)} thresholds for {k} labels: give one threshold per label")
+    return values
+
+
+def score(labels, probabilities, class_names: list[str], task="single", thresholds=None) -> dict:
+    """The scores of a model's outputs against the true labels, for the model's task.
+
+    - ``single``: accuracy, per-class precision / recall / F1 / support, and the confusion matrix.
+    - ``multilabel``: mean average precision (``mAP``, the mean of the per-label average precision
+      over the labels with a positive example), micro and macro F1 (macro over the labels with a
+      positive example), the exact-match ratio (every label of an image right) and the share of
+      single label decisions right, all at ``thresholds``; ``per_class`` holds each label's
+      threshold, precision, recall, F1, average precision and support (images with the label).
+    - ``regression``: MAE, RMSE, R² (None when every target is the same), and the mean and
+      standard deviation of the targets.
+
+    Args:
+        labels: class indices ``(n,)`` (single), 0/1 rows ``(n, k)`` (multilabel) or targets ``(n,)``.
+        probabilities: the model's outputs: softmax ``(n, k)``, sigmoid ``(n, k)`` or values ``(n, 1)``.
+        class_names: names of the outputs (for regression, the target's name).
+        task: ``single``, ``multilabel`` or ``regression``, or a :class:`graftkit.model.task.Task`.
+        thresholds: multilabel only: a label is predicted when its probability is at least its
+            threshold; one per label (a sequence or ``{label: t}``), 0.5 each when None.
 
     Example:
         >>> s = score(np.array([0, 1, 1]), np.array([[.9, .1], [.2, .8], [.6, .4]]), ["a", "b"])
         >>> s["accuracy"], s["confusion_matrix"]
         (0.6667, [[1, 0], [1, 1]])
+        >>> m = score(np.array([[1, 0], [1, 1]]), np.array([[.9, .2], [.8, .7]]), ["a", "b"], "multilabel")
+        >>> m["headline_name"], m["headline"], m["exact_match"]
+        ('mAP', 1.0, 1.0)
+        >>> r = score(np.array([1.0, 2.0]), np.array([[2.0], [3.0]]), ["size"], "regression")
+        >>> r["mae"], r["rmse"]
+        (1.0, 1.0)
     """
+    kind = task_kind(task)
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels)
+    if len(labels) != len(probabilities):
+        raise GraftError(f"{len(labels)} labels for {len(probabilities)} model outputs: give one label per image")
+    if kind == "multilabel":
+        scores = _multilabel_score(labels, probabilities, list(class_names), threshold_array(thresholds, class_names))
+    elif kind == "regression":
+        scores = _regression_score(labels, probabilities, list(class_names))
+    else:
+        scores = _single_score(labels, probabilities, list(class_names))
+    return scores
+
+
+def _single_score(labels, probabilities, class_names) -> dict:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    predicted = probabilities.argmax(axis=1)
+    predicted = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
     indices = list(range(len(class_names)))
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predicted, labels=indices, zero_division=0
     )
+    accuracy = round(float(np.mean(predicted == labels)), 4) if len(labels) else 0.0
     return {
-        "accuracy": round(float(np.mean(predicted == labels)), 4),
+        "task": "single",
+        "accuracy": accuracy,
         "count": int(len(labels)),
+        "headline": accuracy,
+        "headline_name": HEADLINES["single"],
         "per_class": {
             name: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
                    "f1": round(float(f1[i]), 4), "support": int(support[i])}
@@ -33,14 +122,148 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str])
     }
 
 
-def evaluate_images(model, image_set, *, batch_size: int = 32) -> tuple[dict, np.ndarray]:
-    """Score ``model`` on an :class:`graftkit.data.ImageSet`; returns the scores and the probabilities."""
-    from graftkit.data.pipeline import make_dataset
-    from graftkit.model.infer import input_size, predict_dataset
+def _multilabel_score(labels, probabilities, class_names, thresholds) -> dict:
+    from sklearn.metrics import average_precision_score
 
-    dataset = make_dataset(image_set.paths, image_size=input_size(model), batch_size=batch_size)
+    k = len(class_names)
+    truth = labels.reshape(len(labels), -1) > 0.5
+    probabilities = probabilities.reshape(len(probabilities), -1)
+    if truth.shape[1] != k or probabilities.shape[1] != k:
+        raise GraftError(f"multi-label scores need {k} columns (one per label), got labels of shape "
+                         f"{labels.shape} and outputs of shape {probabilities.shape}")
+    predicted = probabilities >= thresholds
+    tp = (truth & predicted).sum(axis=0)
+    fp = (~truth & predicted).sum(axis=0)
+    fn = (truth & ~predicted).sum(axis=0)
+    support = truth.sum(axis=0)
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / np.maximum(tp + fn, 1)
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    present = support > 0
+    ap = [float(average_precision_score(truth[:, i], probabilities[:, i])) if present[i] else None
+          for i in range(k)]
+    mean_ap = _round(np.mean([a for a in ap if a is not None])) if present.any() else None
+    micro = 2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)
+    n = len(truth)
+    return {
+        "task": "multilabel",
+        "count": int(n),
+        "headline": mean_ap,
+        "headline_name": HEADLINES["multilabel"],
+        "mean_average_precision": mean_ap,
+        "micro_f1": _round(micro),
+        "macro_f1": _round(f1[present].mean()) if present.any() else None,
+        "exact_match": _round(np.mean(np.all(truth == predicted, axis=1))) if n else 0.0,
+        "label_accuracy": _round(np.mean(truth == predicted)) if n else 0.0,
+        "per_class": {
+            name: {"threshold": round(float(thresholds[i]), 6), "precision": _round(precision[i]),
+                   "recall": _round(recall[i]), "f1": _round(f1[i]),
+                   "average_precision": None if ap[i] is None else _round(ap[i]), "support": int(support[i])}
+            for i, name in enumerate(class_names)
+        },
+        "thresholds": {name: round(float(thresholds[i]), 6) for i, name in enumerate(class_names)},
+        "class_names": list(class_names),
+    }
+
+
+def _regression_score(targets, predictions, class_names) -> dict:
+    targets = np.asarray(targets, np.float64).reshape(-1)
+    predictions = np.asarray(predictions, np.float64).reshape(len(predictions), -1)
+    if predictions.shape[1] != 1:
+        raise GraftError(f"regression scores need one output per image, got outputs of shape {predictions.shape}")
+    predictions = predictions[:, 0]
+    n = len(targets)
+    errors = predictions - targets
+    variance = float(np.var(targets)) if n else 0.0
+    mae = _significant(np.mean(np.abs(errors))) if n else None
+    return {
+        "task": "regression",
+        "count": int(n),
+        "headline": mae,
+        "headline_name": HEADLINES["regression"],
+        "mae": mae,
+        "rmse": _significant(np.sqrt(np.mean(errors ** 2))) if n else None,
+        "r2": _round(1 - np.mean(errors ** 2) / variance) if variance > 0 else None,
+        "mean_target": _significant(np.mean(targets)) if n else None,
+        "std_target": _significant(np.sqrt(variance)) if n else None,
+        "mean_prediction": _significant(np.mean(predictions)) if n else None,
+        "class_names": list(class_names),
+    }
+
+
+def _round(value) -> float:
+    return round(float(value), 4)
+
+
+def _significant(value) -> float:
+    """Six significant digits: a target's units may be tiny or huge."""
+    return float(f"{float(value):.6g}")
+
+
+def choose_thresholds(labels, probabilities) -> np.ndarray:
+    """Per label, the threshold that maximizes F1 on these (validation) examples.
+
+    The threshold lies halfway between the lowest probability predicted positive and the next
+    lower one, so that a model a little off on new images keeps the same decisions; where several
+    thresholds give the best F1, the highest is kept. A label without a positive example keeps 0.5.
+
+    Args:
+        labels: 0/1 rows ``(n, k)``.
+        probabilities: sigmoid outputs ``(n, k)``.
+
+    Returns:
+        ``k`` thresholds; a label is predicted when its probability is at least its threshold.
+
+    Example:
+        >>> choose_thresholds(np.array([[0], [0], [1], [1]]), np.array([[.1], [.4], [.35], [.8]])).round(3).tolist()
+        [0.225]
+    """
+    truth = np.asarray(labels).reshape(len(labels), -1) > 0.5
+    probabilities = np.asarray(probabilities, np.float64).reshape(len(probabilities), -1)
+    if truth.shape != probabilities.shape:
+        raise GraftError(f"labels of shape {truth.shape} for outputs of shape {probabilities.shape}: "
+                         "give one 0/1 column per label")
+    chosen = np.full(truth.shape[1], 0.5)
+    for i in range(truth.shape[1]):
+        positives = int(truth[:, i].sum())
+        if not positives:
+            continue
+        order = np.argsort(-probabilities[:, i], kind="stable")
+        scores = probabilities[order, i]
+        hits = np.cumsum(truth[order, i])
+        last = np.r_[scores[1:] != scores[:-1], True]  # cut only between distinct probabilities
+        cut = np.flatnonzero(last)
+        f1 = 2 * hits[cut] / (cut + 1 + positives)
+        best = cut[int(np.argmax(f1))]  # the first maximum: the highest threshold
+        lower = scores[best + 1] if best + 1 < len(scores) else 0.0
+        chosen[i] = (scores[best] + lower) / 2
+    return chosen
+
+
+def evaluate_images(model, image_set, *, batch_size: int = 32, task="single",
+                    thresholds=None) -> tuple[dict, np.ndarray]:
+    """Score ``model`` on an :class:`graftkit.data.ImageSet`; returns the scores and the model's outputs.
+
+    Args:
+        model: a Keras model taking RGB pixels 0..255.
+        image_set: the images with their labels and class names.
+        batch_size: images per forward pass.
+        task: the model's task (see :func:`score`).
+        thresholds: multilabel only: the per-label thresholds (see :func:`score`).
+
+    Example:
+        >>> scores, outputs = evaluate_images(model, images, task="regression")  # doctest: +SKIP
+        >>> scores["headline_name"]  # doctest: +SKIP
+        'MAE'
+    """
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.model.infer import input_channels, input_size, predict_dataset
+
+    dataset = make_dataset(image_set.paths, image_size=input_size(model), batch_size=batch_size,
+                           channels=input_channels(model))
     probabilities = predict_dataset(model, dataset)
-    return score(image_set.labels, probabilities, image_set.class_names), probabilities
+    scores = score(image_set.labels, probabilities, image_set.class_names, task=task, thresholds=thresholds)
+    return scores, probabilities
 
 
 LINE_WIDTH = 100
@@ -92,7 +315,9 @@ def shorten(name: str, width: int) -> str:
 def format_scores(scores: dict, *, confusions: int = 20) -> str:
     """The scores as plain text for the terminal, no line longer than :data:`LINE_WIDTH`.
 
-    Accuracy, then one line per class (precision, recall, F1, support), then the confusion
+    Multi-label scores: mAP, F1 and exact match, then one line per label (threshold, precision,
+    recall, F1, average precision, support). Regression: MAE, RMSE and R², and the targets' spread.
+    Single-label scores: accuracy, then one line per class (precision, recall, F1, support), then the confusion
     matrix when its rows fit on a line (a dozen classes or so), otherwise the ``confusions``
     most frequent mistakes. Long class names are shortened with an ellipsis.
 
@@ -110,6 +335,11 @@ def format_scores(scores: dict, *, confusions: int = 20) -> str:
         [0] ant      1     0
         [1] bee      1     1
     """
+    kind = task_kind(scores.get("task"))
+    if kind == "multilabel":
+        return _format_multilabel(scores)
+    if kind == "regression":
+        return _format_regression(scores)
     names = scores["class_names"]
     width = min(40, max(len(n) for n in names + ["class"]))
     lines = [f"accuracy {scores['accuracy']:.4f} on {scores['count']} images", "",
@@ -138,3 +368,32 @@ def format_scores(scores: dict, *, confusions: int = 20) -> str:
     lines += [f"{shorten(p['true'], side):<{side}} -> {shorten(p['predicted'], side):<{side}}  {p['count']:5d}"
               f"  {p['share']:6.1%}" for p in top]
     return "\n".join(lines)
+
+
+def _number(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _format_multilabel(scores: dict) -> str:
+    names = scores["class_names"]
+    width = min(40, max(len(n) for n in names + ["label"]))
+    lines = [f"mAP {_number(scores['mean_average_precision'])} on {scores['count']} images, {len(names)} labels",
+             f"micro F1 {_number(scores['micro_f1'])}, macro F1 {_number(scores['macro_f1'])}, "
+             f"exact match {_number(scores['exact_match'])}, label decisions right {_number(scores['label_accuracy'])}",
+             "", f"{'label':<{width}}  threshold  precision  recall      f1      AP  support"]
+    for name in names:
+        row = scores["per_class"][name]
+        lines.append(f"{shorten(name, width):<{width}}  {row['threshold']:9.4f}  {row['precision']:9.4f}  "
+                     f"{row['recall']:6.4f}  {row['f1']:6.4f}  {_number(row['average_precision']):>6}  "
+                     f"{row['support']:7d}")
+    return "\n".join(lines)
+
+
+def _format_regression(scores: dict) -> str:
+    name = shorten(scores["class_names"][0] if scores.get("class_names") else "target", 40)
+    value = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
+    return "\n".join([
+        f"MAE {value(scores['mae'])} on {scores['count']} images (RMSE {value(scores['rmse'])}, "
+        f"R² {_number(scores['r2'])})",
+        f"{name}: mean {value(scores['mean_target'])}, standard deviation {value(scores['std_target'])}; "
+        f"mean prediction {value(scores['mean_prediction'])}"])

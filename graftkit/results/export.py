@@ -116,8 +116,8 @@ def export_model(model, path: str | Path, format: str, *, check_images, quantize
     bound = MAX_DIFFERENCE.get(quantize) if max_difference is None else max_difference
     with _beside(path, is_folder=format == "savedmodel") as tmp:
         _write(model, tmp, format, quantize, calibration_images)
+        from graftkit.results.modelfile import holds_python_code
         from graftkit.results.runtimes import load_runner
-        from graftkit.results.trained import holds_python_code
 
         # A Lambda's code in the model already runs in this process: reading it back trusts nothing new.
         runner = load_runner(tmp, format, trust_model=holds_python_code(model))
@@ -160,8 +160,8 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
     """
     from graftkit.data.pipeline import make_dataset
     from graftkit.files import atomic_write_json
-    from graftkit.model.infer import input_size
-    from graftkit.results.trained import load_trained
+    from graftkit.model.infer import input_channels, input_size
+    from graftkit.results.modelfile import load_trained
     from graftkit.runfolder import CLASSES_FILE
 
     _check_options(format, quantize)
@@ -176,7 +176,8 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
     size = input_size(model)
 
     def batches(paths):
-        return (batch.numpy() for batch in make_dataset(paths, image_size=size, batch_size=batch_size))
+        return (batch.numpy() for batch in make_dataset(paths, image_size=size, batch_size=batch_size,
+                                                                  channels=input_channels(model)))
 
     target = Path(out) if out else run_dir / "exports" / default_name(format, quantize)
     log.info(f"exporting {format}{'' if quantize == 'none' else ' ' + quantize} to {target}, checked on "
@@ -203,7 +204,7 @@ def default_name(format: str, quantize: str = "none") -> str:
 def _images_for(run_dir: Path, data, check_count: int, calibration_count: int, seed: int):
     """(check paths, calibration paths): from ``data`` if given, else the run's validation / training split."""
     from graftkit.data.layout import list_images
-    from graftkit.results.trained import split_files
+    from graftkit.results.modelfile import split_files
 
     rng = np.random.default_rng(seed)
 

@@ -32,9 +32,10 @@ def predict_files(model, paths: list[str], class_names: list[str], *, top_k: int
         'cat'
     """
     from graftkit.data.pipeline import make_dataset
-    from graftkit.model.infer import input_size
+    from graftkit.model.infer import input_channels, input_size
 
-    dataset = make_dataset(paths, image_size=input_size(model), batch_size=batch_size).with_options(_steady())
+    dataset = make_dataset(paths, image_size=input_size(model), batch_size=batch_size,
+                           channels=input_channels(model)).with_options(_steady())
     yield from _rows(model, dataset, paths, class_names, top_k, progress)
 
 

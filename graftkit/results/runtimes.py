@@ -59,7 +59,7 @@ def load_runner(path: str | Path, format: str | None = None, *, trust_model: boo
 
 def _keras(path: Path, trust_model: bool = False) -> Runner:
     from graftkit.model.infer import compiled_forward
-    from graftkit.results.trained import load_trained
+    from graftkit.results.modelfile import load_trained
 
     model, _ = load_trained(path, trust_model=trust_model)
     forward = compiled_forward(model)

@@ -188,7 +188,8 @@ def data_digest(split, root) -> str:
     digest = hashlib.sha256()
     for part in (split.train, split.val):
         for path, label in zip(part.paths, part.labels):
-            digest.update(os.fsencode(os.path.relpath(path, root)) + b"\0" + str(int(label)).encode() + b"\n")
+            text = str(int(label)) if label.dtype.kind in "iu" else repr(label.tolist())  # a class, a row, a number
+            digest.update(os.fsencode(os.path.relpath(path, root)) + b"\0" + text.encode() + b"\n")
         digest.update(b"--\n")
     return digest.hexdigest()
 

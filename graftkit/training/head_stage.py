@@ -63,9 +63,9 @@ def choose_views(aug_views: int | None, augment: bool) -> tuple[int, str]:
 
 
 def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs: int, learning_rate: float,
-                      patience: int, class_weight: dict | None = None, cache: str = "auto",
-                      memory_budget_mb: int | None = None, seed: int = 0, callbacks: list | None = None,
-                      checkpoint=None, resume=None):
+                      patience: int, class_weight: dict | None = None, feature_cache: str = "auto",
+                      feature_memory_mb: int | None = None, seed: int = 0, callbacks: list | None = None,
+                      checkpoint=None, resume=None, task=None):
     """Extract (or reuse) the base's features of a split and fit ``head`` on them.
 
     Args:
@@ -74,7 +74,8 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
         split: a :class:`graftkit.data.layout.DataSplit`.
         views: 0 for exact features, else the number of augmented views (see :func:`choose_views`).
         batch_size, epochs, learning_rate, patience, class_weight: as for :func:`graftkit.training.stages.fit_stage`.
-        cache, memory_budget_mb: as for :func:`graftkit.features.extract.extract_features`.
+        feature_cache, feature_memory_mb: as for :func:`graftkit.features.extract.extract_features`.
+        task: the :class:`graftkit.model.task.Task`; single-label by default.
         seed: seed of the shuffle and of the augmented views.
         callbacks: more Keras callbacks for the head's ``fit`` (e.g. TensorBoard).
         checkpoint, resume: as for :func:`graftkit.training.stages.fit_stage` (a resume replays the
@@ -95,7 +96,7 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
 
     start = time.perf_counter()
     pool, trained = after_pooling(head)
-    options = {"batch_size": batch_size, "cache": cache, "memory_budget_mb": memory_budget_mb, "pool": pool}
+    options = {"batch_size": batch_size, "feature_cache": feature_cache, "feature_memory_mb": feature_memory_mb, "pool": pool}
     counts = {"computed": 0, "cached": 0}
 
     def extract(paths, view=None):
@@ -119,13 +120,13 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
         result = fit_on_features("head", trained, train, split.train.labels, val, split.val.labels,
                                  batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
                                  patience=patience, class_weight=class_weight, seed=seed,
-                                 checkpoint=checkpoint, resume=resume)
+                                 checkpoint=checkpoint, resume=resume, task=task)
     else:  # streamed from disk, or Keras callbacks to serve: Keras' own fit
         train_data = features_dataset(train, split.train.labels, batch_size=batch_size, shuffle=True, seed=seed)
         val_data = features_dataset(val, split.val.labels, batch_size=batch_size)
         result = fit_stage("head", trained, train_data, val_data, epochs=epochs, learning_rate=learning_rate,
                            patience=patience, class_weight=class_weight, callbacks=callbacks,
-                           checkpoint=checkpoint, resume=resume, samples=len(split.train))
+                           checkpoint=checkpoint, resume=resume, samples=len(split.train), task=task)
     result.seconds = time.perf_counter() - start
     return result, CachedFeatures(train=train, val=val, views=views, model=trained, pool=pool)
 
@@ -208,11 +209,11 @@ def _inputs_of(layer) -> list:
 
 def fit_on_features(name: str, head, train_views, train_labels, val_features, val_labels, *, batch_size: int,
                     epochs: int, learning_rate: float, patience: int = 3, class_weight: dict | None = None,
-                    seed: int = 0, checkpoint=None, resume=None):
+                    seed: int = 0, checkpoint=None, resume=None, task=None):
     """Fit ``head`` on in-memory features as :func:`graftkit.training.stages.fit_stage` would, with an epoch per call.
 
-    The same training as there: Adam at ``learning_rate`` with Keras' defaults, sparse
-    cross-entropy, the batch size, a reshuffle every epoch, class weights, and Keras
+    The same training as there: Adam at ``learning_rate`` with Keras' defaults, the task's
+    loss (sparse cross-entropy for single-label classes), the batch size, a reshuffle every epoch, class weights, and Keras
     ``EarlyStopping`` on the validation loss with the best weights restored. But each epoch
     and its validation run as one compiled TensorFlow loop, and Adam's update runs as
     TensorFlow's fused kernel (the same arithmetic as ``keras.optimizers.Adam``, in one
@@ -229,6 +230,7 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
         seed: seed of the shuffle and of the choice of view.
         checkpoint, resume: as for :func:`graftkit.training.stages.fit_stage`; the shuffles of the
             epochs done are drawn again, so a resumed stage ends as an uninterrupted one.
+        task: the :class:`graftkit.model.task.Task`; single-label by default.
 
     Returns:
         A :class:`graftkit.training.stages.StageResult`; ``head`` holds the best epoch's weights.
@@ -247,7 +249,10 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     from graftkit.training.checkpoint import restore_training
     from graftkit.training.stages import StageRun, Stopper, compile_for
 
-    compile_for(head, learning_rate)  # as fit_stage leaves it; the update below is the same Adam, fused
+    from graftkit.model.task import Task
+
+    task = task or Task()
+    compile_for(head, learning_rate, task)  # as fit_stage leaves it; the update below is the same Adam, fused
     adam = _FusedAdam(head.trainable_variables, learning_rate)
     first = resume.epoch if resume else 0
     if resume:
@@ -255,17 +260,19 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     views = list(train_views) if isinstance(train_views, (list, tuple)) else [train_views]
     count, n_views = len(train_labels), len(views)
     table = tf.constant(np.concatenate(views) if n_views > 1 else views[0])
-    labels = tf.constant(np.asarray(train_labels, np.int32))
+    labels = tf.constant(np.asarray(train_labels, task.label_dtype))
     num_classes = int(head.output.shape[-1])
     weights = np.ones(num_classes, np.float32)
     for index, weight in (class_weight or {}).items():
         weights[int(index)] = weight
     weights = tf.constant(weights)
-    val_x, val_y = tf.constant(val_features), tf.constant(np.asarray(val_labels, np.int32))
-    per_example = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+    val_x, val_y = tf.constant(val_features), tf.constant(np.asarray(val_labels, task.label_dtype))
 
     def scores(y, p):
-        return per_example(y, p), tf.cast(tf.equal(tf.argmax(p, -1, output_type=tf.int32), y), tf.float32)
+        return task.per_example_loss(y, p), task.per_example_metric(y, p)
+
+    def weighted(losses, y):  # class weights index single-label classes; other tasks train unweighted
+        return losses * tf.gather(weights, y) if task.kind == "single" else losses
 
     def loop(step, n):
         zero = tf.constant(0.0)
@@ -287,7 +294,7 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
             x = tf.cast(tf.gather(table, batch), tf.float32)
             with tf.GradientTape() as tape:
                 losses, hits = scores(y, head(x, training=True))
-                losses = losses * tf.gather(weights, y)
+                losses = weighted(losses, y)
                 loss = tf.reduce_mean(losses)  # Keras' "sum over batch size"
             adam.apply(tape.gradient(loss, head.trainable_variables))
             return start + batch_size, total + tf.reduce_sum(losses), correct + tf.reduce_sum(hits)
@@ -308,8 +315,8 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
         if epoch < first or stopper.stopped:
             continue  # done before the interruption: only its draws, so later epochs draw as they did
         stage.begin_epoch(epoch)  # no bar: an epoch is one compiled call of milliseconds
-        loss, accuracy, val_loss, val_accuracy = (float(v) for v in run_epoch(tf.constant(rows, tf.int32)))
-        logs = {"accuracy": accuracy, "loss": loss, "val_accuracy": val_accuracy, "val_loss": val_loss}
+        loss, metric, val_loss, val_metric = (float(v) for v in run_epoch(tf.constant(rows, tf.int32)))
+        logs = {task.metric: metric, "loss": loss, f"val_{task.metric}": val_metric, "val_loss": val_loss}
         stopper.on_epoch_end(epoch, logs)
         stage.end_epoch(epoch, logs)
         if head.stop_training:

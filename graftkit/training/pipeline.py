@@ -16,31 +16,67 @@ from graftkit.results.trained import Run
 
 
 def train_config(config: TrainConfig, resume=None) -> Run:
-    """Run the training described by a validated :class:`TrainConfig`.
+    """Run the training described by a validated :class:`TrainConfig`: data, base, head stage,
+    fine-tuning, scores, run folder.
 
-    ``resume`` (a :class:`graftkit.checkpoint.Resume`) continues an interrupted run in its own
-    folder, ``config.out``; see :func:`resume`.
+    ``resume`` (a :class:`graftkit.training.checkpoint.Resume`) continues an interrupted run in its own
+    folder, ``config.out``; see :func:`graftkit.api.resume`.
     """
     import keras
 
-    from graftkit.bases.loader import load_base
-    from graftkit.data.layout import load_split
-    from graftkit.data.pipeline import class_weights, make_dataset
-    from graftkit.model.freeze import parse_freeze
-    from graftkit.model.head import assemble, build_head
-    from graftkit.results.evaluate import evaluate_images, format_scores
-    from graftkit.training import checkpoint
-    from graftkit.training.stages import fine_tune_stage, fit_stage
+    from graftkit.results.evaluate import format_scores
 
     keras.utils.set_random_seed(config.seed)  # the same seed gives the same run
     started = time.perf_counter()
-    split = load_split(config.data, val_split=config.val_split, seed=config.seed, strict=config.strict)
-    log.info(f"data: {len(split.train)} training and {len(split.val)} validation images, "
-             f"{len(split.class_names)} classes ({split.how})")
+    prepared = _prepare(config, resume)
+    stages, cached = _train_stages(config, prepared)
+    scores, probabilities = _final_scores(config, prepared, stages, cached)
+    run = _finished_run(config, prepared, stages, scores, probabilities, time.perf_counter() - started)
+    write_run(run, labels=prepared.split.val.labels, outputs=probabilities)
+    log.info(format_scores(scores))
+    log.info(f"run folder: {run.run_dir}")
+    return run
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """What a run trains on and writes to, made ready before its first epoch."""
+
+    split: object
+    base: object
+    task: object
+    head: object
+    model: object
+    run_dir: Path
+    saver: object
+    resume: object
+    class_weight: dict | None
+    warnings: list
+
+
+def _prepare(config: TrainConfig, resume) -> _Prepared:
+    from graftkit.bases.loader import load_base
+    from graftkit.data.labels import upscale_warning
+    from graftkit.data.layout import load_split
+    from graftkit.data.pipeline import class_weights
+    from graftkit.model.head import assemble, build_head
+    from graftkit.model.task import Task
+    from graftkit.training import checkpoint
+
+    split = load_split(config.data, val_split=config.val_split, seed=config.seed, strict=config.strict,
+                       task=config.task, labels=config.labels, path_column=config.path_column,
+                       label_column=config.label_column)
+    what = "target" if split.task == "regression" else f"{len(split.class_names)} " + (
+        "labels" if split.task == "multilabel" else "classes")
+    log.info(f"data: {len(split.train)} training and {len(split.val)} validation images, {what} "
+             f"({split.how}; task {split.task})")
     base = load_base(config.base, image_size=config.image_size, weights=config.weights, cut=config.cut,
                      preprocess=config.preprocess, trust_model=config.trust_model)
     log.info(f"base: {base.source} cut at '{base.cut}' -> features {base.feature_shape}, "
              f"preprocessing '{base.preprocessing}', weights {base.weights}")
+    warnings = list(split.warnings)
+    upscaled = upscale_warning(split.sizes, split.train.paths + split.val.paths, base.image_size)
+    warnings += [upscaled] if upscaled else []
     if resume is None:
         run_dir = runfolder.new_run_dir(config.out, Path(config.base).name)
         _start_run(run_dir, config, split, base)
@@ -52,81 +88,107 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     if resume is not None and resume.data not in (None, digest):
         raise GraftError(f"the images in '{config.data}' are not those the run in '{run_dir}' started with (some "
                          "were added, removed or renamed): put them back as they were, or start a new run")
-    saver = checkpoint.Checkpointer(run_dir, resume, data=digest)
-    resume = resume or checkpoint.Resume()
+    task = Task.for_labels(split.task, split.train.labels)
+    head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling, hidden=config.hidden,
+                      dropout=config.dropout, seed=config.seed, task=task)
+    weights = None
+    if config.class_weights == "auto" and task.kind == "single":
+        weights = class_weights(split.train.labels, len(split.class_names))
+        if weights:
+            log.info("classes are imbalanced: weighting the loss by " +
+                     ", ".join(f"{split.class_names[i]} {w:.2f}" for i, w in weights.items()))
+    return _Prepared(split, base, task, head, assemble(base, head, train_bn=config.train_bn), run_dir,
+                     checkpoint.Checkpointer(run_dir, resume, data=digest), resume or checkpoint.Resume(), weights,
+                     warnings)
 
-    head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
-                      hidden=config.hidden, dropout=config.dropout, seed=config.seed)
-    model = assemble(base, head, train_bn=config.train_bn)
-    train_data = make_dataset(split.train.paths, split.train.labels, image_size=base.image_size,
-                              batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                              augment=config.augment)
-    val_data = make_dataset(split.val.paths, split.val.labels, image_size=base.image_size,
+
+def _train_stages(config: TrainConfig, run: _Prepared):
+    """The head stage (on cached features unless ``--feature-cache off``), then fine-tuning; their results."""
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.model.freeze import parse_freeze
+    from graftkit.training import checkpoint
+    from graftkit.training.stages import fine_tune_stage, fit_stage
+
+    split, resume, saver = run.split, run.resume, run.saver
+    train_data = make_dataset(split.train.paths, split.train.labels, image_size=run.base.image_size, channels=run.base.channels,
+                              batch_size=config.batch_size, shuffle=True, seed=config.seed, augment=config.augment)
+    val_data = make_dataset(split.val.paths, split.val.labels, image_size=run.base.image_size, channels=run.base.channels,
                             batch_size=config.batch_size)
-    weights = class_weights(split.train.labels, len(split.class_names)) if config.class_weights == "auto" else None
-    if weights:
-        log.info("classes are imbalanced: weighting the loss by " +
-                 ", ".join(f"{split.class_names[i]} {w:.2f}" for i, w in weights.items()))
-
-    stages = []
-    cached = None
-    logs = _tensorboard(config, run_dir)
-    base.model.trainable = False
+    common = {"patience": config.patience, "class_weight": run.class_weight, "checkpoint": saver, "task": run.task}
+    stages, cached = [], None
+    logs = _tensorboard(config, run.run_dir)
+    run.base.model.trainable = False
     head_done = resume.finished("head")
     if head_done:
         stages.append(_stage_result(head_done))
-        checkpoint.put_back(head, resume.head_weights)
+        checkpoint.put_back(run.head, resume.head_weights)
     elif config.epochs and config.feature_cache != "off":
         from graftkit.training.head_stage import cached_head_stage, choose_views
 
         views, why = choose_views(config.aug_views, config.augment)
         log.info(f"head stage on cached base features: {why}")
         result, cached = cached_head_stage(
-            base, head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
-            learning_rate=config.lr, patience=config.patience, class_weight=weights,
-            cache=config.feature_cache, memory_budget_mb=config.feature_memory_mb, seed=config.seed,
-            callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head"))
+            run.base, run.head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
+            learning_rate=config.lr, feature_cache=config.feature_cache, feature_memory_mb=config.feature_memory_mb,
+            seed=config.seed, callbacks=logs("head"), resume=resume.state_of("head"), **common)
         stages.append(result)
     elif config.epochs:
-        stages.append(fit_stage("head", model, train_data, val_data, epochs=config.epochs,
-                                learning_rate=config.lr, patience=config.patience, class_weight=weights,
-                                callbacks=logs("head"), checkpoint=saver, resume=resume.state_of("head"),
-                                samples=len(split.train)))
+        stages.append(fit_stage("head", run.model, train_data, val_data, epochs=config.epochs, learning_rate=config.lr,
+                                callbacks=logs("head"), resume=resume.state_of("head"), samples=len(split.train),
+                                **common))
     if config.epochs and not head_done:
-        saver.stage_done(stages[-1], head_weights=head.get_weights())
+        saver.stage_done(stages[-1], head_weights=run.head.get_weights())
     freeze = parse_freeze(config.freeze)
     fine_tune_done = resume.finished("fine_tune")
     if fine_tune_done:
         stages.append(_stage_result(fine_tune_done))
-        checkpoint.put_back(model, resume.final_weights)
+        checkpoint.put_back(run.model, resume.final_weights)
     elif config.fine_tune_epochs and freeze.kind != "all":
         baseline = stages[-1].best_val_loss if stages else float("inf")
-        stages.append(fine_tune_stage(model, base.model, train_data, val_data, freeze=freeze,
+        stages.append(fine_tune_stage(run.model, run.base.model, train_data, val_data, freeze=freeze,
                                       train_bn=config.train_bn, epochs=config.fine_tune_epochs,
-                                      learning_rate=config.fine_tune_lr, patience=config.patience,
-                                      class_weight=weights, baseline_val_loss=baseline,
-                                      callbacks=logs("fine_tune"), checkpoint=saver,
-                                      resume=resume.state_of("fine_tune"), samples=len(split.train)))
-        saver.stage_done(stages[-1], final_weights=model.get_weights())
+                                      learning_rate=config.fine_tune_lr, baseline_val_loss=baseline,
+                                      callbacks=logs("fine_tune"), resume=resume.state_of("fine_tune"),
+                                      samples=len(split.train), **common))
+        saver.stage_done(stages[-1], final_weights=run.model.get_weights())
     elif config.fine_tune_epochs:
         log.info("--freeze all: no fine-tuning stage")
+    return stages, cached
+
+
+def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):
+    """Validation scores of the trained model and its outputs (multi-label thresholds chosen on them)."""
+    from graftkit.model.infer import predict_dataset
+    from graftkit.results.evaluate import choose_thresholds, score
 
     if cached is not None and not any(s.name == "fine_tune" and s.kept for s in stages):
-        from graftkit.results.evaluate import score
         from graftkit.training.head_stage import predict_features
 
         # The base is as it was when the features were cached: the head on them is the full model.
-        probabilities = predict_features(cached.model, cached.val)
-        scores = score(split.val.labels, probabilities, split.class_names)
+        outputs = predict_features(cached.model, cached.val)
     else:
-        scores, probabilities = evaluate_images(model, split.val, batch_size=config.batch_size)
+        from graftkit.data.pipeline import make_dataset
+
+        outputs = predict_dataset(run.model, make_dataset(run.split.val.paths, image_size=run.base.image_size, channels=run.base.channels,
+                                                          batch_size=config.batch_size))
+    labels = run.split.val.labels
+    thresholds = choose_thresholds(labels, outputs) if run.task.kind == "multilabel" else None
+    return score(labels, outputs, run.split.class_names, task=run.task.kind, thresholds=thresholds), outputs
+
+
+def _finished_run(config: TrainConfig, run: _Prepared, stages, scores: dict, outputs, seconds: float) -> Run:
+    from graftkit.results.report import confident_mistakes
+
+    split, base = run.split, run.base
+    metric = f"val_{run.task.metric}"
     metrics = {
         **scores,
+        "task": run.task.to_dict(),
         "stages": {s.name: {"best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss,
-                            "val_accuracy": s.history.get("val_accuracy", [None])[s.best_epoch - 1],
+                            metric: s.history.get(metric, [None])[s.best_epoch - 1],
                             "seconds": round(s.seconds, 2), "trainable_params": s.trainable_params,
                             "kept": s.kept} for s in stages},
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(seconds, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "train_images": len(split.train),
         "val_images": len(split.val),
@@ -134,18 +196,16 @@ def train_config(config: TrainConfig, resume=None) -> Run:
                            "files": [{"path": path, "reason": reason} for path, reason in split.skipped]},
         "duplicate_images": {"count": len(split.duplicates),
                              "pairs": [{"train": seen, "val": copy} for seen, copy in split.duplicates]},
+        "data_warnings": {"count": len(run.warnings),
+                          "warnings": [{k: v for k, v in w.items() if k != "message"} | {"message": w["message"]}
+                                       for w in run.warnings]},
         "base": {"source": base.source, "cut": base.cut, "feature_shape": list(base.feature_shape),
                  "preprocessing": base.preprocessing, "weights": str(base.weights), "image_size": base.image_size},
     }
-    from graftkit.results.report import confident_mistakes
-
-    run = Run(model=model, class_names=split.class_names, metrics=metrics, stages=stages,
-              config=dataclasses.asdict(config), run_dir=run_dir,
-              mistakes=confident_mistakes(split.val.paths, split.val.labels, probabilities, split.class_names))
-    write_run(run)
-    log.info(format_scores(scores))
-    log.info(f"run folder: {run_dir}")
-    return run
+    mistakes = confident_mistakes(split.val.paths, split.val.labels, outputs, split.class_names,
+                                  task=run.task.kind, thresholds=scores.get("thresholds"))
+    return Run(model=run.model, class_names=split.class_names, metrics=metrics, stages=stages,
+               config=dataclasses.asdict(config), run_dir=run.run_dir, mistakes=mistakes)
 
 
 def _start_run(run_dir: Path, config: TrainConfig, split, base) -> None:
@@ -156,6 +216,8 @@ def _start_run(run_dir: Path, config: TrainConfig, split, base) -> None:
     from graftkit.training.checkpoint import mark_unfinished
 
     config.data = str(Path(config.data).resolve())
+    if config.labels:
+        config.labels = str(Path(config.labels).resolve())
     if is_model_file(config.base):  # not a named base
         config.base = str(Path(config.base).resolve())
     if config.weights and Path(config.weights).is_file():  # not "imagenet" or "none"
@@ -165,13 +227,20 @@ def _start_run(run_dir: Path, config: TrainConfig, split, base) -> None:
     atomic_write_json(run_dir / runfolder.CLASSES_FILE, split.class_names)
     atomic_write_json(run_dir / runfolder.SPLIT_FILE, {
         "how": split.how, "class_names": split.class_names,
-        **{part: [[str(Path(path).resolve()), int(label)] for path, label in zip(images.paths, images.labels)]
+        **{part: [[str(Path(path).resolve()), _jsonable_label(label)] for path, label in zip(images.paths, images.labels)]
            for part, images in (("train", split.train), ("val", split.val))}})
     from graftkit.results.trained import holds_python_code
 
     atomic_write_json(run_dir / runfolder.INPUTS_FILE, runfolder.input_contract(
-        base.image_size, base.preprocessing, python_code=holds_python_code(base.model)))
+        base.image_size, base.preprocessing, base.channels, python_code=holds_python_code(base.model)))
     mark_unfinished(run_dir)
+
+
+def _jsonable_label(label):
+    """A label as split.json keeps it: a class index, the indices of a multi-label row, or a number."""
+    if getattr(label, "ndim", 0) == 1:
+        return [int(i) for i in label.nonzero()[0]]
+    return float(label) if label.dtype.kind == "f" else int(label)
 
 
 def _same_classes(run_dir: Path, class_names: list[str]) -> None:
@@ -202,18 +271,37 @@ def _tensorboard(config: TrainConfig, run_dir: Path):
     return lambda stage: [keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs" / stage))]
 
 
-def write_run(run: Run) -> None:
-    """Write a run's files; the model last, so a folder with ``model.keras`` is always complete."""
-    from graftkit.results.plots import plot_confusion, plot_curves
+def write_run(run: Run, *, labels=None, outputs=None) -> None:
+    """Write a run's files; the model last, so a folder with ``model.keras`` is always complete.
+
+    ``labels`` and ``outputs`` (the validation labels and the model's outputs) draw a multi-label run's
+    precision-recall curves and a regression's predicted-against-true plot.
+    """
+    from graftkit.results.plots import plot_curves
     from graftkit.training.checkpoint import mark_finished
 
     folder = run.run_dir
     atomic_write_json(folder / "history.json", {s.name: s.history for s in run.stages})
     atomic_write_json(folder / "metrics.json", run.metrics)
+    if run.metrics.get("thresholds") is not None:
+        atomic_write_json(folder / runfolder.THRESHOLDS_FILE, run.metrics["thresholds"])
     plot_curves([{"name": s.name, "history": s.history} for s in run.stages], folder / "curves.png")
-    plot_confusion(run.metrics["confusion_matrix"], run.class_names, folder / "confusion.png")
+    _plot_scores(run, folder, labels, outputs)
     from graftkit.results.report import write_run_report
 
     write_run_report(folder, metrics=run.metrics, config=run.config, mistakes=run.mistakes)
     atomic_save_model(run.model, folder / runfolder.MODEL_FILE)
     mark_finished(folder)
+
+
+def _plot_scores(run: Run, folder: Path, labels, outputs) -> None:
+    """The task's picture of the validation scores: a confusion matrix, PR curves, or predicted against true."""
+    from graftkit.results import plots
+
+    kind = run.metrics.get("task", {}).get("kind", "single")
+    if kind == "single":
+        plots.plot_confusion(run.metrics["confusion_matrix"], run.class_names, folder / "confusion.png")
+    elif outputs is not None and kind == "multilabel":
+        plots.plot_pr_curves(labels, outputs, run.class_names, folder / "pr_curves.png")
+    elif outputs is not None:
+        plots.plot_regression(labels, outputs, folder / "regression.png")

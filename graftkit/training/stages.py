@@ -35,19 +35,17 @@ class StageResult:
     kept: bool = True
 
 
-def compile_for(model: keras.Model, learning_rate: float) -> None:
-    """(Re)compile ``model`` for sparse-label classification; required after any change of ``trainable``.
+def compile_for(model: keras.Model, learning_rate: float, task=None) -> None:
+    """(Re)compile ``model`` for its task (single-label by default); required after any change of ``trainable``.
 
     Example:
         >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
         >>> compile_for(m, 1e-3); round(float(m.optimizer.learning_rate.numpy()), 6)
         0.001
     """
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    from graftkit.model.task import Task
+
+    (task or Task()).compile(model, learning_rate)
 
 
 class Stopper(keras.callbacks.EarlyStopping):
@@ -153,7 +151,7 @@ class StageRun:
             self.history.setdefault(key, []).append(value)
         now = time.perf_counter()
         images = self.samples or self._done
-        shown = [key for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs]
+        shown = [key for key in ("loss", "accuracy", "mae", "val_loss", "val_accuracy", "val_mae") if key in logs]
         shown += [key for key in logs if key not in shown]
         timing = f"{now - self._started:.1f} s"  # the whole epoch, validation included
         if images:  # the rate is of training alone
@@ -229,6 +227,7 @@ def fit_stage(
     checkpoint: Checkpointer | None = None,
     resume: StageState | None = None,
     samples: int | None = None,
+    task=None,
 ) -> StageResult:
     """Compile and fit ``model`` for one stage, keeping the weights of the best validation epoch.
 
@@ -248,6 +247,7 @@ def fit_stage(
         checkpoint: where to record the state after every epoch, or None.
         resume: the state this stage reached in an interrupted run: it goes on from there.
         samples: training examples in ``train_data``, so the progress bar counts images (else batches).
+        task: the :class:`graftkit.model.task.Task` (loss and metric); single-label by default.
 
     Returns:
         A :class:`StageResult`; the model holds the best epoch's weights.
@@ -259,7 +259,7 @@ def fit_stage(
         >>> fit_stage("head", m, data, data, epochs=2, learning_rate=1e-2, samples=4).best_epoch in (1, 2)
         True
     """
-    compile_for(model, learning_rate)
+    compile_for(model, learning_rate, task)
     stopper = Stopper(patience, resume)
     first = resume.epoch if resume else 0
     if resume:
@@ -300,18 +300,19 @@ def fine_tune_stage(
     checkpoint: Checkpointer | None = None,
     resume: StageState | None = None,
     samples: int | None = None,
+    task=None,
 ) -> StageResult:
     """Unfreeze the top of the base by ``freeze`` and train at a lower learning rate.
 
     When no epoch beats ``baseline_val_loss`` (the head stage's best), the weights from
     before fine-tuning are put back and the result is marked ``kept=False``. ``checkpoint``
-    ``resume`` and ``samples`` are as for :func:`fit_stage`.
+    ``resume``, ``samples`` and ``task`` are as for :func:`fit_stage`.
     """
     before = model.get_weights()
     apply_freeze(base_model, freeze, train_bn=train_bn)
     result = fit_stage("fine_tune", model, train_data, val_data, epochs=epochs,
                        learning_rate=learning_rate, patience=patience, class_weight=class_weight,
-                       callbacks=callbacks, checkpoint=checkpoint, resume=resume, samples=samples)
+                       callbacks=callbacks, checkpoint=checkpoint, resume=resume, samples=samples, task=task)
     if result.best_val_loss > baseline_val_loss:
         model.set_weights(before)
         result.kept = False

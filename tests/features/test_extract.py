@@ -51,7 +51,7 @@ def test_second_extraction_reads_the_cache_without_running_the_base(personal, im
     assert (first["computed"], first["cached"]) == (10, 0)
     assert (second["computed"], second["cached"]) == (0, 10)
     np.testing.assert_array_equal(a, b)
-    fresh = extract.extract_features(base, images, cache="memory")
+    fresh = extract.extract_features(base, images, feature_cache="memory")
     np.testing.assert_allclose(a, fresh, atol=1e-6)
     assert a.shape == (10, 24, 24, 8)
 
@@ -69,7 +69,7 @@ def test_a_changed_or_added_image_recomputes_only_itself(personal, images, tmp_p
     stats = {}
     result = extract.extract_features(base, images + [added], stats=stats)
     assert computed[-1] == 2 and (stats["computed"], stats["cached"]) == (2, 9)
-    np.testing.assert_allclose(result, extract.extract_features(base, images + [added], cache="memory"),
+    np.testing.assert_allclose(result, extract.extract_features(base, images + [added], feature_cache="memory"),
                                atol=1e-6)
 
 

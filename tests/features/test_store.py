@@ -82,18 +82,18 @@ def test_a_corrupt_or_partial_cache_file_is_rebuilt_not_trusted(personal, images
 def test_disk_mode_and_a_small_budget_return_a_memmap(personal, images):
     base = load_base(personal)
     in_memory = extract.extract_features(base, images)
-    for options in ({"cache": "disk"}, {"memory_budget_mb": 1e-6}):
+    for options in ({"feature_cache": "disk"}, {"feature_memory_mb": 1e-6}):
         stats = {}
         mapped = extract.extract_features(base, images, stats=stats, **options)
         assert isinstance(mapped, np.memmap) and not stats["in_memory"]
         np.testing.assert_array_equal(mapped, in_memory)
     stats = {}
-    subset = extract.extract_features(base, images[::2], cache="disk", stats=stats)
+    subset = extract.extract_features(base, images[::2], feature_cache="disk", stats=stats)
     assert stats["computed"] == 0
     np.testing.assert_array_equal(subset, in_memory[::2])
 
 
 def test_memory_mode_writes_nothing(personal, images):
     stats = {}
-    extract.extract_features(load_base(personal), images, cache="memory", stats=stats)
+    extract.extract_features(load_base(personal), images, feature_cache="memory", stats=stats)
     assert not key_folder(stats).exists()

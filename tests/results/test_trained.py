@@ -61,7 +61,7 @@ def _python(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     from the model files themselves."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"  # TensorFlow's C++ start-up lines; Python warnings are not affected
-    done = subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, env=env, capture_output=True, check=False,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done

@@ -91,7 +91,7 @@ def test_saved_model_equals_the_head_on_cached_features(tiny_images, personal, t
     expected = model.predict(images, verbose=0)
     head = model.get_layer("head")
     np.testing.assert_allclose(expected, predict_features(after_pooling(head)[1], pooled), atol=1e-5)
-    raw = extract.extract_features(base, split.val.paths, cache="memory")
+    raw = extract.extract_features(base, split.val.paths, feature_cache="memory")
     np.testing.assert_allclose(expected, predict_features(head, raw), atol=1e-5)
     np.testing.assert_allclose(run.metrics["accuracy"], np.mean(expected.argmax(1) == split.val.labels), atol=1e-4)
 
