@@ -159,7 +159,7 @@ def article_arm(spec: dict, split) -> dict:
     from keras.models import Model
 
     from graftkit.bases.loader import load_base
-    from graftkit.bases.preprocess import Preprocess
+    from graftkit.bases.preprocess import preprocessing_layer
     from graftkit.bases.registry import get_spec
     from graftkit.data.pipeline import make_dataset
 
@@ -180,7 +180,7 @@ def article_arm(spec: dict, split) -> dict:
     model = Model(inputs=base_model.input, outputs=predictions)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
 
-    preprocess = Preprocess(get_spec(spec["base"]).preprocessing)  # what preprocess_input would do
+    preprocess = preprocessing_layer(get_spec(spec["base"]).preprocessing)  # what preprocess_input would do
 
     def ready(ds):
         return ds.map(lambda x, y: (preprocess(x), tf.one_hot(y, num_classes)))
@@ -200,7 +200,8 @@ def graftkit_arm(spec: dict, split, *, cold: bool) -> dict:
     import keras
     import numpy as np
 
-    from graftkit import features, settings
+    from graftkit import settings
+    from graftkit.features import extract as features
     from graftkit.bases.loader import load_base
     from graftkit.model.head import build_head
     from graftkit.results.evaluate import score

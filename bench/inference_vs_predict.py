@@ -9,10 +9,10 @@ run it), the same images and the same batch size, each round runs every arm once
 turn, and the medians over rounds are printed as images per second:
 
 - ``files``: image files to class probabilities: :func:`graftkit.infer.predict_dataset` vs
-  ``model.predict`` on the same :func:`graftkit.data.make_dataset` pipeline;
+  ``model.predict`` on the same :func:`graftkit.data.pipeline.make_dataset` pipeline;
 - ``files, autotune on``: the same with tf.data's autotuning turned back on (graftkit's
   pipeline runs without it: with it, a pass sometimes ran at half speed on these machines);
-- ``features``: image files to base features: :func:`graftkit.features.extract_features`
+- ``features``: image files to base features: :func:`graftkit.features.extract.extract_features`
   (no cache) vs ``model.predict`` of a preprocess + base model on the same pipeline;
 - ``memory``: decoded batches already in memory: the compiled forward pass vs ``model.predict``;
 - ``decode``: the pipeline alone, and the share of graftkit's ``files`` time spent waiting
@@ -50,7 +50,6 @@ def main() -> None:
 
     from graftkit import log
     from graftkit.bases.loader import load_base
-    from graftkit.bases.preprocess import Preprocess
     from graftkit.data.layout import load_split
     from graftkit.data.pipeline import make_dataset
     from graftkit.features.extract import extract_features
@@ -66,7 +65,7 @@ def main() -> None:
     base = load_base(args.base, image_size=args.size)
     model = assemble(base, build_head(base.feature_shape, len(split.class_names)))
     inputs = keras.Input((args.size, args.size, 3))
-    extractor = keras.Model(inputs, base.model(Preprocess(base.preprocessing)(inputs), training=False))
+    extractor = keras.Model(inputs, base.model(base.preprocessing_layer()(inputs), training=False))
     batches = [x.numpy() for x in make_dataset(paths[: args.batch * args.memory_batches], image_size=args.size,
                                                batch_size=args.batch)]
     in_memory = np.concatenate(batches)

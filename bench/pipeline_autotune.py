@@ -5,8 +5,8 @@ Run from the project root, with the shared folder beside it::
     python bench/pipeline_autotune.py --data flowers128 --size 128 --rounds 6
 
 In one process, alternating, it extracts every image's features with
-:func:`graftkit.features.extract_features` (no cache) through
-:func:`graftkit.data.make_dataset` as it is (autotuning off), and through the same
+:func:`graftkit.features.extract.extract_features` (no cache) through
+:func:`graftkit.data.pipeline.make_dataset` as it is (autotuning off), and through the same
 pipeline with autotuning turned back on. Printed per arm: each pass's wall time and CPU
 time, the median wall time, and the slowest pass: a pass at half speed shows as about twice
 the wall time for the same CPU time. Then the ratio of the medians, on / off.
@@ -36,14 +36,17 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from graftkit import data, features, log
+    from graftkit import log
+    from graftkit.data import pipeline as data
+    from graftkit.data.layout import load_split
+    from graftkit.features import extract as features
     from graftkit.bases.loader import load_base
     from graftkit.settings import shared_dir
 
     log.set_quiet(True)
     os.environ.setdefault("GRAFT_WEIGHTS_DIR", str(shared_dir() / "weights"))
     folder = Path(args.data) if Path(args.data).is_dir() else shared_dir() / "data" / args.data
-    split = data.load_split(folder)
+    split = load_split(folder)
     paths = list(split.train.paths) + list(split.val.paths)
     base = load_base(args.base, image_size=args.size)
     as_it_is = data.make_dataset

@@ -36,7 +36,8 @@ def main() -> None:
 
     import numpy as np
 
-    from graftkit import features, log
+    from graftkit import log
+    from graftkit.features import extract as features
     from graftkit.advice import linear_probe, stratified_sample
     from graftkit.bases.loader import load_base
     from graftkit.data.layout import load_split

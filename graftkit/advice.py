@@ -43,6 +43,9 @@ PROBED_BY_DEFAULT = ("efficientnet_lite0", "efficientnet_b0", "mobilenet_v3_larg
                      "mobilenet_v3_small", "mobilenet_v3_small_0.75", "mobilenet_v2", "mobilenet_v2_0.75",
                      "mobilenet_v2_0.5", "mobilenet_v2_0.35", "mobilenet", "mobilenet_0.75", "mobilenet_0.5",
                      "mobilenet_0.25", "resnet50", "densenet121")
+# Each task's probe, and the name of its score.
+PROBES = {"single": ("logistic regression", "accuracy"), "multilabel": ("one-vs-rest logistic regression", "mAP"),
+          "regression": ("ridge regression", "R²")}
 # Why a named base was not probed by default.
 NOT_HERE = "its ImageNet weights are not on this machine"
 LARGER = "a larger base, probed only when named"
@@ -84,6 +87,7 @@ class Advice:
         base, freeze: the recommendation.
         reasons: why, one sentence each, with the numbers.
         command: the ``graft train`` command that follows the advice.
+        task: the task probed; metric: the name of the probe's score (accuracy, mAP or R²).
     """
 
     data: str
@@ -95,17 +99,20 @@ class Advice:
     freeze: str = ""
     reasons: list = field(default_factory=list)
     command: str = ""
+    task: str = "single"
+    metric: str = "accuracy"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def advise(data, bases=None, *, image_size: int | None = None, per_class: int | None = None, seed: int = 0,
-           trust_model: bool = False) -> Advice:
+           trust_model: bool = False, task: str = "auto", labels=None, path_column: str | None = None,
+           label_column: str | None = None) -> Advice:
     """Probe candidate bases on a sample of ``data`` and recommend a base and a freeze spec.
 
     Args:
-        data: a folder with one subfolder per class (as for :func:`graftkit.train`).
+        data: a folder with one subfolder per class, or a label table (as for :func:`graftkit.train`).
         bases: base names or model files to compare; by default the bases of
             :data:`PROBED_BY_DEFAULT` whose ImageNet weights are on this machine (``graft bases``
             marks them ``ready``). One that fails to load is left out with its reason.
@@ -115,6 +122,9 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int | 
             fewer with many classes (:data:`PROBED` images in all, at least :data:`MIN_PER_CLASS` a class).
         seed: seed of the split (the same as ``graft train``'s) and of the sample.
         trust_model: allow model files holding Python code (as ``--trust-model``).
+        task, labels, path_column, label_column: as for :func:`graftkit.train`. A multi-label probe is a
+            one-vs-rest logistic regression scored by mean average precision; a regression probe a ridge
+            regression scored by R².
 
     Returns:
         An :class:`Advice`.
@@ -128,18 +138,21 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int | 
 
     if per_class is not None and per_class < 2:
         raise GraftError(f"--per-class {per_class} is out of range: use 2 or more")
-    split = load_split(data, seed=seed)
+    split = load_split(data, seed=seed, task=task, labels=labels, path_column=path_column, label_column=label_column)
     names = list(split.class_names)
     if per_class is None:
         per_class = min(PER_CLASS, max(MIN_PER_CLASS, PROBED // len(names)))
-    train_counts = split.train.counts()
-    paths, labels = _sample(split, per_class, seed)
-    folds = int(min(5, np.bincount(labels, minlength=len(names)).min()))
+    train_counts = split.train.counts() or {"target": len(split.train)}
+    paths, targets = _sample(split, per_class, seed)
+    if split.task == "single":
+        folds = int(min(5, np.bincount(targets, minlength=len(names)).min()))
+    else:
+        folds = int(min(5, len(targets) // 2))
     candidates, missing = _candidates(bases)
     log.info(f"probing {len(candidates)} base{'s' * (len(candidates) != 1)} on {len(paths)} images "
-             f"({folds}-fold cross-validated logistic regression on pooled features)")
-    probed = [_probe(name, paths, labels, image_size=image_size, folds=folds, seed=seed, trust_model=trust_model)
-              for name in candidates]
+             f"({folds}-fold cross-validated {PROBES[split.task][0]} on pooled features)")
+    probed = [_probe(name, paths, targets, image_size=image_size, folds=folds, seed=seed, trust_model=trust_model,
+                     task=split.task) for name in candidates]
     ranked = sorted((c for c in probed if c.accuracy is not None), key=lambda c: -c.accuracy)
     failed = [c for c in probed if c.accuracy is None]
     if not ranked:
@@ -147,12 +160,16 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int | 
     for candidate in failed:
         log.warn(f"{candidate.base} not probed: {candidate.note}")
     best, base_reason = choose_base(ranked)
-    freeze, freeze_reasons = choose_freeze(train_counts, best.accuracy)
+    freeze, freeze_reasons = choose_freeze(train_counts, best.accuracy if split.task == "single" else None)
     advice = Advice(data=str(data), train_per_class=train_counts, probed_images=len(paths), folds=folds,
                     candidates=ranked + failed + [Candidate(base=name, note=note) for name, note in missing],
-                    base=best.base, freeze=freeze, reasons=[base_reason, *freeze_reasons])
+                    base=best.base, freeze=freeze, reasons=[base_reason, *freeze_reasons], task=split.task,
+                    metric=PROBES[split.task][1])
     extra = (f" --image-size {image_size}" if image_size else "") + (f" --seed {seed}" if seed else "") \
-        + (" --trust-model" if trust_model else "")
+        + (" --trust-model" if trust_model else "") + (f" --task {split.task}" if task != "auto" else "") \
+        + (f" --labels {shlex.quote(str(labels))}" if labels else "") \
+        + (f" --path-column {shlex.quote(path_column)}" if path_column else "") \
+        + (f" --label-column {shlex.quote(label_column)}" if label_column else "")
     advice.command = f"graft train {shlex.quote(str(data))} --base {shlex.quote(best.base)} --freeze {freeze}{extra}"
     return advice
 
@@ -175,14 +192,14 @@ def choose_base(ranked: list) -> tuple:
     chosen = max(close, key=lambda c: c.images_per_second or 0.0)
     if (chosen.images_per_second or 0.0) < FASTER * (best.images_per_second or 0.0):
         chosen = best
-    reason = (f"base {chosen.base}: linear-probe accuracy {chosen.accuracy:.3f} +- {chosen.spread:.3f}, "
+    reason = (f"base {chosen.base}: linear-probe score {chosen.accuracy:.3f} +- {chosen.spread:.3f}, "
               + ("the best of the bases probed" if chosen is best else
                  f"within noise of the best ({best.base}, {best.accuracy:.3f}) and "
                  f"{(chosen.images_per_second or 0) / max(best.images_per_second or 1e-9, 1e-9):.1f}x as fast"))
     return chosen, reason
 
 
-def choose_freeze(train_per_class: dict, probe_accuracy: float) -> tuple[str, list[str]]:
+def choose_freeze(train_per_class: dict, probe_accuracy: float | None) -> tuple[str, list[str]]:
     """The ``--freeze`` spec for a data set: how much of the base to fine-tune, and why.
 
     The rule of thumb of the field (cs231n's transfer-learning notes; Yosinski et al., "How
@@ -191,6 +208,8 @@ def choose_freeze(train_per_class: dict, probe_accuracy: float) -> tuple[str, li
     and the further the data from ImageNet (a weak probe), the more of the base to adapt.
     "Images per class" is the median over the classes: the base's layers learn from every
     class, so one rare class (which class weights look after) does not freeze the whole base.
+    ``probe_accuracy`` None (a multi-label or regression probe, whose score is not an accuracy)
+    leaves the probe out of the rule.
 
     Example:
         >>> choose_freeze({"a": 20, "b": 25, "c": 900}, 0.9)[0], choose_freeze({"a": 50, "b": 500, "c": 800}, 0.9)[0]
@@ -200,7 +219,7 @@ def choose_freeze(train_per_class: dict, probe_accuracy: float) -> tuple[str, li
     """
     n = float(np.median(list(train_per_class.values())))
     images = f"a median of {n:.0f} training images per class"
-    if probe_accuracy >= SEPARABLE:
+    if probe_accuracy is not None and probe_accuracy >= SEPARABLE:
         return "all", [f"freeze all: the frozen features already separate your classes (probe {probe_accuracy:.3f}); "
                        "fine-tuning would cost time and risk overfitting for little gain"]
     if n < FEW_IMAGES:
@@ -208,17 +227,21 @@ def choose_freeze(train_per_class: dict, probe_accuracy: float) -> tuple[str, li
                        "the head alone learns from them"]
     if n < SOME_IMAGES:
         return "last:10%", [f"freeze last:10%: {images}, enough to adapt only the top layers of the base"]
-    if n >= MANY_IMAGES and probe_accuracy < WEAK_PROBE:
+    if n >= MANY_IMAGES and probe_accuracy is not None and probe_accuracy < WEAK_PROBE:
         return "last:50%", [f"freeze last:50%: {images} and a weak probe ({probe_accuracy:.3f}): your images differ "
                             "from ImageNet's and there are enough of them to adapt half the base"]
     return "last:30%", [f"freeze last:30% (graftkit's default): {images}, enough to fine-tune the top of the base"]
 
 
 def _sample(split, per_class: int, seed: int) -> tuple[list[str], np.ndarray]:
-    """At most ``per_class`` images of each class, from training and validation images together."""
+    """At most ``per_class`` images of each class (other tasks: at most :data:`PROBED` images), from training and
+    validation images together."""
     paths = list(split.train.paths) + list(split.val.paths)
-    labels = np.concatenate([split.train.labels, split.val.labels]).astype(np.int64)
-    keep = stratified_sample(labels, per_class, seed)
+    labels = np.concatenate([split.train.labels, split.val.labels])
+    if split.task == "single":
+        keep = stratified_sample(labels.astype(np.int64), per_class, seed)
+    else:
+        keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:PROBED])
     return [str(paths[i]) for i in keep], labels[keep]
 
 
@@ -258,7 +281,8 @@ def _candidates(bases) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 
-def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust_model: bool) -> Candidate:
+def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust_model: bool,
+           task: str = "single") -> Candidate:
     """One base probed; a base that cannot be loaded or run comes back with the reason as its note."""
     from graftkit.bases.loader import load_base
     from graftkit.features.extract import extract_features
@@ -271,8 +295,9 @@ def _probe(name: str, paths, labels, *, image_size, folds: int, seed: int, trust
         return Candidate(base=name, note=str(error))
     speed = _speed(base, pool)
     accuracy, spread = linear_probe(np.asarray(features, np.float32).reshape(len(paths), -1), labels,
-                                    folds=folds, seed=seed)
-    log.info(f"{name} at {base.image_size} px: probe accuracy {accuracy:.3f} +- {spread:.3f}, {speed:.0f} images/s")
+                                    folds=folds, seed=seed, task=task)
+    log.info(f"{name} at {base.image_size} px: probe {PROBES[task][1]} {accuracy:.3f} +- {spread:.3f}, "
+             f"{speed:.0f} images/s")
     return Candidate(base=name, image_size=base.image_size, accuracy=accuracy, spread=spread,
                      images_per_second=speed, parameters=int(base.model.count_params()))
 
@@ -292,8 +317,12 @@ def _speed(base, pool) -> float:
 
 
 def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, seed: int = 0,
-                 c: float = 0.01) -> tuple[float, float]:
-    """Mean and spread of a logistic regression's accuracy on ``features``, by stratified k-fold cross-validation.
+                 c: float = 0.01, task: str = "single") -> tuple[float, float]:
+    """Mean and spread of a linear model's score on ``features``, by k-fold cross-validation.
+
+    ``single``: a logistic regression's accuracy, stratified folds; ``multilabel``: one logistic
+    regression per label, scored by mean average precision; ``regression``: a ridge regression
+    (penalty ``1 / c``), scored by R².
 
     The features are standardized and the regression's L2 penalty is strong (``c``, the
     inverse of its strength, 0.01): samples are small next to 1,000-odd feature dimensions.
@@ -309,6 +338,16 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, se
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
-    scores = cross_val_score(probe, features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if task == "single":
+        model, cv, scoring = LogisticRegression(C=c, max_iter=3000), StratifiedKFold, "accuracy"
+    elif task == "multilabel":
+        model, cv, scoring = OneVsRestClassifier(LogisticRegression(C=c, max_iter=3000)), KFold, "average_precision"
+    else:
+        model, cv, scoring = Ridge(alpha=1 / c), KFold, "r2"
+    scores = cross_val_score(make_pipeline(StandardScaler(), model), features, labels, scoring=scoring,
+                             cv=cv(folds, shuffle=True, random_state=seed))
     return float(np.mean(scores)), float(np.std(scores))

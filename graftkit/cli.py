@@ -10,6 +10,7 @@ import logging
 import sys
 import warnings
 
+from graftkit.config import check_option
 from graftkit.errors import GraftError
 
 EPILOG = "Errors are one line on stderr with exit code 2; `graft COMMAND -h` shows each command's options."
@@ -203,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "logistic regression on its frozen features, timed), then print the "
                                              "graft train command that fits: the base, and how much of it to "
                                              "fine-tune for the number of images you have.")
-    advise.add_argument("data", help="folder with one subfolder per class (or train/ and val/ folders of them)")
+    advise.add_argument("data", help="folder with one subfolder per class (or train/ and val/ folders of them), "
+                                     "or a label table")
     advise.add_argument("--bases", nargs="+", metavar="BASE",
                         help="base names or model files to compare (default: the small and mid-sized named bases "
                              "whose weights are on this machine)")
@@ -212,9 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="most images per class to probe on (default 150, fewer with over 10 classes: "
                              "about 1,500 in all, at least 10 a class)")
     advise.add_argument("--seed", type=int, default=0, help="seed of the split (as graft train's) and of the sample")
-    advise.add_argument("--trust-model", action="store_true", help="allow model files that hold Python code")
     advise.add_argument("--json", action="store_true", help="print the advice as JSON")
     advise.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_options(advise, ["trust_model", "task", "labels", "path_column", "label_column"])
     advise.set_defaults(run=_advise)
 
     bases = commands.add_parser("bases", help="list the named bases and whether each is ready offline")
@@ -294,7 +296,7 @@ def _predict(args) -> int:
     from graftkit.results.trained import load
 
     _positive("--top-k", args.top_k)
-    _positive("--batch-size", args.batch_size)
+    check_option("batch_size", args.batch_size)
     paths, _ = check_images(list_images(args.inputs), strict=args.strict)
     _heavy()
     run = load(args.model, trust_model=args.trust_model)
@@ -328,7 +330,7 @@ def _evaluate(args) -> int:
     from graftkit.results.evaluate import evaluate_images, format_scores
     from graftkit.results.trained import load
 
-    _positive("--batch-size", args.batch_size)
+    check_option("batch_size", args.batch_size)
     _heavy()
     run = load(args.model, trust_model=args.trust_model)
     images = labelled_images(args.data, run.class_names, strict=args.strict, task=run.task, labels=args.labels,
@@ -472,18 +474,19 @@ _WELL_KNOWN = ("resnet50", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_larg
 def _advise(args) -> int:
     from graftkit.advice import LARGER, NOT_HERE, advise
 
-    if args.image_size is not None and args.image_size < 32:
-        raise GraftError(f"--image-size {args.image_size} is out of range: use 32 or more")
+    check_option("image_size", args.image_size)
+    check_option("seed", args.seed)
     _heavy()
     logging.getLogger("tensorflow").addFilter(_not_retracing)  # once: the same function is not added twice
     advice = advise(args.data, args.bases, image_size=args.image_size, per_class=args.per_class, seed=args.seed,
-                    trust_model=args.trust_model)
+                    trust_model=args.trust_model, task=args.task, labels=args.labels, path_column=args.path_column,
+                    label_column=args.label_column)
     if args.json:
         print(json.dumps(advice.to_dict(), indent=2))
         return 0
     probed = [c for c in advice.candidates if c.accuracy is not None]
     width = max(len("base"), *(len(c.base) for c in probed))
-    print(f"{'base':<{width}}  {'size':>4}  {'probe accuracy':>16}  {'images/s':>8}  {'parameters':>10}")
+    print(f"{'base':<{width}}  {'size':>4}  {'probe ' + advice.metric:>16}  {'images/s':>8}  {'parameters':>10}")
     for c in probed:
         print(f"{c.base:<{width}}  {c.image_size:>4}  {c.accuracy:>7.3f} +- {c.spread:.3f}  "
               f"{c.images_per_second:>8.0f}  {c.parameters / 1e6:>9.2f}M")
@@ -498,7 +501,9 @@ def _advise(args) -> int:
             examples = [name for name in _WELL_KNOWN if name in names] + [n for n in names if n not in _WELL_KNOWN]
             print(f"not probed, {what}: {len(names)} named bases, e.g. {', '.join(examples[:5])} "
                   "(graft bases lists them; --bases NAME ... probes them, downloading their weights)")
-    print(f"\nprobe: {advice.probed_images} images, {advice.folds}-fold cross-validated logistic regression on "
+    from graftkit.advice import PROBES
+
+    print(f"\nprobe: {advice.probed_images} images, {advice.folds}-fold cross-validated {PROBES[advice.task][0]} on "
           "the frozen base's pooled features")
     print("advice:\n" + "\n".join(f"  - {reason}" for reason in advice.reasons))
     print(f"\n{advice.command}")

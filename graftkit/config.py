@@ -18,7 +18,8 @@ DEFAULT_BASE = "efficientnet_lite0"
 FALLBACK_BASE = "mobilenet_v2"
 
 
-def option(default, help: str, *, flag: str | None = None, shown: str | None = None, **argparse_options):
+def option(default, help: str, *, flag: str | None = None, shown: str | None = None, check=None,
+           **argparse_options):
     """A :class:`TrainConfig` field with what the command line needs to offer it.
 
     Args:
@@ -26,9 +27,11 @@ def option(default, help: str, *, flag: str | None = None, shown: str | None = N
         help: what the option does, for ``graft train -h``; the default is appended.
         flag: the command-line flag when it is not ``--`` + the name with dashes (``""``: a positional argument).
         shown: how the default reads in the help text, when not the value itself.
+        check: ``(test, fix)``: ``test(value)`` is true for a valid value (None, "not given", always is);
+            ``fix`` says what to use instead. Choices are checked against ``choices``.
         **argparse_options: ``choices``, ``metavar``, ``nargs`` for ``add_argument``.
     """
-    metadata = {"help": help, "flag": flag, "shown": shown, "argparse": argparse_options}
+    metadata = {"help": help, "flag": flag, "shown": shown, "check": check, "argparse": argparse_options}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -43,7 +46,8 @@ class TrainConfig:
     BatchNorm kept in inference mode, early stopping keeping the best weights.
 
     Example:
-        >>> TrainConfig(data="photos", base="resnet50", epochs=5).validated().fine_tune_lr
+        >>> import tempfile
+        >>> TrainConfig(data=tempfile.mkdtemp(), base="resnet50", epochs=5).validated().fine_tune_lr
         0.0001
     """
 
@@ -68,12 +72,16 @@ class TrainConfig:
                                     choices=["none", "unit", "tf", "lite", "torch", "caffe"], shown="the base's own")
     trust_model: bool = option(False, "allow a personal model that runs its author's code: Lambda layers, a "
                                       "SavedModel folder (only if you trust its author)")
-    image_size: int | None = option(None, "square input size in pixels", shown="the base's own")
-    batch_size: int = option(32, "images per training step")
-    epochs: int = option(10, "most epochs of the head stage on the frozen base; early stopping keeps the best")
-    fine_tune_epochs: int = option(10, "most epochs of fine-tuning; 0 skips it")
-    lr: float = option(1e-3, "learning rate of the head stage")
-    fine_tune_lr: float | None = option(None, "learning rate of fine-tuning", shown="lr / 10")
+    image_size: int | None = option(None, "square input size in pixels", shown="the base's own",
+                                   check=(lambda v: v >= 32, "use 32 or more"))
+    batch_size: int = option(32, "images per training step", check=(lambda v: v >= 1, "use 1 or more"))
+    epochs: int = option(10, "most epochs of the head stage on the frozen base; early stopping keeps the best",
+                         check=(lambda v: v >= 0, "use 0 or more"))
+    fine_tune_epochs: int = option(10, "most epochs of fine-tuning; 0 skips it", check=(lambda v: v >= 0, "use 0 or more"))
+    lr: float = option(1e-3, "learning rate of the head stage",
+                       check=(lambda v: 0 < v < float("inf"), "use a positive learning rate such as 0.001"))
+    fine_tune_lr: float | None = option(None, "learning rate of fine-tuning", shown="lr / 10",
+                                        check=(lambda v: 0 < v < float("inf"), "use a positive learning rate"))
     freeze: str = option("last:30%", "what stays frozen while fine-tuning: all, none, last:N, last:P%%, blocks:N "
                                      "(a named base's last N blocks) or from:LAYER (last:30%% fine-tunes the top "
                                      "30%% of the base's layers)")
@@ -81,12 +89,15 @@ class TrainConfig:
                                    "small batches)")
     pooling: str = option("avg", "global pooling of the base's feature map in the head", choices=["avg", "max"])
     hidden: list[int] = option([], "sizes of hidden Dense layers in the head", nargs="*", metavar="UNITS",
-                               shown="none")
-    dropout: float = option(0.2, "dropout rate before the head's classifier")
+                               shown="none", check=(lambda v: all(u >= 1 for u in v), "use positive layer sizes"))
+    dropout: float = option(0.2, "dropout rate before the head's classifier", check=(lambda v: 0 <= v < 1, "use a rate in [0, 1)"))
     augment: bool = option(True, "turn off the light flip / rotation / zoom augmentation", flag="--no-augment")
-    val_split: float = option(0.2, "validation share of each class when the data is not split into train/ and val/")
-    seed: int = option(0, "seed of the split, the initial weights, shuffling and augmentation")
-    patience: int = option(3, "early stopping: epochs without a better validation loss before a stage ends")
+    val_split: float = option(0.2, "validation share of each class when the data is not split into train/ and val/",
+                              check=(lambda v: 0 < v < 1, "use a fraction such as 0.2"))
+    seed: int = option(0, "seed of the split, the initial weights, shuffling and augmentation",
+                       check=(lambda v: v >= 0, "use 0 or more"))
+    patience: int = option(3, "early stopping: epochs without a better validation loss before a stage ends",
+                           check=(lambda v: v >= 1, "use 1 or more"))
     class_weights: str = option("auto", "weight the loss by inverse class frequency (auto: when classes are "
                                         "imbalanced)", choices=["auto", "none"])
     out: str | None = option(None, "the run folder", shown="runs/TIME-BASE")
@@ -94,9 +105,11 @@ class TrainConfig:
                                         "when they fit (auto), memory, disk, or off to run the base every epoch",
                                 choices=["auto", "memory", "disk", "off"])
     aug_views: int | None = option(None, "augmented views cached per training image for the head stage",
-                                   metavar="K", shown="exact features, no augmentation in the head stage")
+                                   metavar="K", shown="exact features, no augmentation in the head stage",
+                                   check=(lambda v: 0 <= v <= 64, "use 0 (exact features) to 64"))
     feature_memory_mb: int | None = option(None, "most MB of cached features held in memory", metavar="MB",
-                                           shown="an eighth of RAM, at most 2048")
+                                           shown="an eighth of RAM, at most 2048",
+                                           check=(lambda v: v >= 1, "use 1 or more"))
     tensorboard: bool = option(False, "write TensorBoard logs of each stage to RUN/logs")
     strict: bool = option(False, "make a bad image file, or a validation image that is also a training image, an "
                                  "error; by default it is skipped (or kept) with a warning")
@@ -113,24 +126,12 @@ class TrainConfig:
 
         if not self.data:
             raise GraftError("no data: pass a folder of class subfolders")
-        _check(self.epochs >= 0, "--epochs", self.epochs, "use 0 or more")
-        _check(self.fine_tune_epochs >= 0, "--fine-tune-epochs", self.fine_tune_epochs, "use 0 or more")
+        if self.fine_tune_lr is None and 0 < self.lr < float("inf"):
+            self.fine_tune_lr = self.lr / 10
+        for name in FIELDS:
+            check_option(name, getattr(self, name))
         if self.epochs == 0 and self.fine_tune_epochs == 0:
             raise GraftError("--epochs and --fine-tune-epochs are both 0: nothing to train; set one above 0")
-        _check(0 < self.lr < float("inf"), "--lr", self.lr, "use a positive learning rate such as 0.001")
-        if self.fine_tune_lr is None:
-            self.fine_tune_lr = self.lr / 10
-        _check(0 < self.fine_tune_lr < float("inf"), "--fine-tune-lr", self.fine_tune_lr,
-               "use a positive learning rate")
-        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
-        _check(self.image_size is None or self.image_size >= 32, "--image-size", self.image_size, "use 32 or more")
-        _check(0 < self.val_split < 1, "--val-split", self.val_split, "use a fraction such as 0.2")
-        _check(0 <= self.dropout < 1, "--dropout", self.dropout, "use a rate in [0, 1)")
-        _check(self.patience >= 1, "--patience", self.patience, "use 1 or more")
-        _check(self.seed >= 0, "--seed", self.seed, "use 0 or more")
-        _check(all(units >= 1 for units in self.hidden), "--hidden", self.hidden, "use positive layer sizes")
-        for name in ("task", "pooling", "class_weights", "preprocess", "feature_cache"):
-            self._check_choice(name)
         if parse_freeze(self.freeze).kind == "all" and self.epochs == 0:
             raise GraftError("--epochs 0 skips the head stage and --freeze all skips fine-tuning: nothing would "
                              "train; set --epochs above 0 or unfreeze some layers (e.g. --freeze last:30%)")
@@ -145,17 +146,7 @@ class TrainConfig:
         self._check_paths()
         return self
 
-    def _check_choice(self, name: str) -> None:
-        choices = FIELDS[name].metadata["argparse"]["choices"]
-        value = getattr(self, name)
-        if value is not None and value not in choices:
-            raise GraftError(f"{flag_of(name)} {value!r} is not one of {', '.join(choices)}")
-
     def _check_feature_cache(self) -> None:
-        _check(self.aug_views is None or 0 <= self.aug_views <= 64, "--aug-views", self.aug_views,
-               "use 0 (exact features) to 64")
-        _check(self.feature_memory_mb is None or self.feature_memory_mb >= 1, "--feature-memory-mb",
-               self.feature_memory_mb, "use 1 or more")
         if self.epochs == 0 and self.feature_cache in ("memory", "disk"):
             raise GraftError(f"--feature-cache {self.feature_cache} needs the head stage, and --epochs 0 skips it: "
                              "set --epochs above 0 or drop --feature-cache")
@@ -252,6 +243,25 @@ def default_base() -> str:
     return FALLBACK_BASE
 
 
-def _check(ok: bool, option: str, value, fix: str) -> None:
-    if not ok:
-        raise GraftError(f"{option} {value} is out of range: {fix}")
+def check_option(name: str, value) -> None:
+    """The one check of an option's value (range or choice), shared by every command that takes it.
+
+    Example:
+        >>> check_option("image_size", 7)
+        Traceback (most recent call last):
+        graftkit.errors.GraftError: --image-size 7 is out of range: use 32 or more
+        >>> check_option("pooling", "mean")
+        Traceback (most recent call last):
+        graftkit.errors.GraftError: --pooling 'mean' is not one of avg, max
+    """
+    meta = FIELDS[name].metadata
+    if value is None:
+        return
+    choices = meta["argparse"].get("choices")
+    if choices is not None and value not in choices:
+        raise GraftError(f"{flag_of(name)} {value!r} is not one of {', '.join(choices)}")
+    if meta["check"] is not None:
+        test, fix = meta["check"]
+        if not test(value):
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            raise GraftError(f"{flag_of(name)} {shown} is out of range: {fix}")

@@ -153,3 +153,18 @@ def test_advise_on_hymenoptera_probes_real_imagenet_bases(shared, imagenet_weigh
     assert all(c.accuracy > 0.7 for c in advice.candidates), advice.candidates  # chance is 0.5
     assert advice.train_per_class == {"ants": 124, "bees": 121}
     assert advice.freeze in ("last:10%", "all")  # 121 bees: only the top layers, unless the probe is near-perfect
+
+
+def test_linear_probe_scores_each_task_with_its_own_measure():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    multi = np.stack([(x[:, 0] > 0), (x[:, 1] > 0)], axis=1).astype(np.float32)
+    assert linear_probe(x, multi, folds=3, task="multilabel", c=1.0)[0] > 0.9  # mean average precision
+    target = (2 * x[:, 0] - x[:, 2]).astype(np.float32)
+    assert linear_probe(x, target, folds=3, task="regression", c=100.0)[0] > 0.95  # R²
+    assert linear_probe(x, rng.normal(size=60), folds=3, task="regression")[0] < 0.2
+
+
+def test_freeze_rule_without_a_probe_accuracy_follows_the_image_count():
+    assert choose_freeze({"target": 20}, None)[0] == "all"
+    assert choose_freeze({"a": 5000, "b": 5000}, None)[0] == "last:30%"  # no weak-probe rule without an accuracy

@@ -116,10 +116,8 @@ def explain_preprocessing(model) -> tuple[str, str, bool]:
     for architecture, markers, mode in KNOWN_ARCHITECTURES:
         if all(marker in names for marker in markers):
             if architecture == "MobileNetV2" and any(re.fullmatch(r"dense_Dense\d+", n) for n in names):
-                return mode, ("a Teachable Machine image export (MobileNetV2 inside, TF.js layer names), which "
-                              f"takes {MODE_HELP[mode]}"), False
-            return mode, (f"a {architecture} inside (layer '{markers[0]}'), which Keras' ImageNet "
-                          f"{architecture} takes as {MODE_HELP[mode]}"), False
+                return mode, "a Teachable Machine image export (a MobileNetV2 under TF.js layer names)", False
+            return mode, f"a {architecture} inside (layer '{markers[0]}'), preprocessed as Keras' {architecture}", False
     return "unit", "no Rescaling layer and no known architecture inside the model", True
 
 

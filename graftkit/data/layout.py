@@ -410,10 +410,11 @@ def _image_set(classes: dict[str, list[str]], names: list[str]) -> ImageSet:
 
 
 def list_images(inputs: list[str]) -> list[str]:
-    """Expand files and folders into a sorted list of image files, for prediction.
+    """Expand files, folders and label tables into a sorted list of image files, for prediction.
 
     Folders are searched recursively for files ending in one of ``IMAGE_EXTENSIONS``
-    (hidden entries skipped); files given by name are kept whatever their extension.
+    (hidden entries skipped); a ``.csv`` / ``.tsv`` table gives the files of its path column;
+    files given by name are kept whatever their extension.
     The files are not opened: :func:`check_images` does that.
 
     Args:
@@ -432,10 +433,14 @@ def list_images(inputs: list[str]) -> list[str]:
         Traceback (most recent call last):
         graftkit.errors.GraftError: '/nonexistent' does not exist: pass image files or folders of images
     """
+    from graftkit.data.table import is_table, table_paths
+
     found = set()
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
+        if is_table(path):
+            found.update(table_paths(path))
+        elif path.is_dir():
             found.update(p for p in _walk(path) if is_image_name(p))
         elif path.exists():
             found.add(str(path))

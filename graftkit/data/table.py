@@ -162,6 +162,23 @@ def read_table(path: str | Path, *, item_column: str | None = None, label_column
     return LabelTable(path, rows, item_column, label_column, split_column, holds_text, problems)
 
 
+def table_paths(path: str | Path, *, item_column: str | None = None) -> list[str]:
+    """The image files a table names (its path column, relative to the table), for prediction; no label needed.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "new.csv").write_text("image\\nx.png\\n")
+        >>> [pathlib.Path(p).name for p in table_paths(folder / "new.csv")]
+        ['x.png']
+    """
+    path = Path(path)
+    header, records = _records(path)
+    column = _column(path, header, item_column, PATH_COLUMNS, "--path-column", "the file paths")
+    return [str((path.parent / record[column].strip()).resolve()) for _, record in records
+            if (record.get(column) or "").strip()]
+
+
 def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     try:
         text = path.read_text(encoding="utf-8-sig")

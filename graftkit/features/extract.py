@@ -178,8 +178,8 @@ def _compute(base, paths, rows, out, view, seed, pool, batch_size) -> None:
 
     forward = _forward(base, view, seed, pool)
     # Positions ride along as labels: a file that fails to decode is left out, never cached as a blank image.
-    dataset = make_dataset([paths[i] for i in rows], np.arange(len(rows)), image_size=base.image_size, channels=base.channels,
-                           batch_size=extraction_batch(batch_size, base.image_size))
+    dataset = make_dataset([paths[i] for i in rows], np.arange(len(rows)), image_size=base.image_size,
+                           channels=base.channels, batch_size=extraction_batch(batch_size, base.image_size))
     label = "features" if view is None else f"features, augmented view {view + 1}"
     bar = log.progress(len(rows), label)
     rows = np.asarray(rows)

@@ -131,6 +131,8 @@ def find_cut(model: keras.Model) -> str:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if _rank(tensor) == 4:
+            while isinstance(layer, _RANDOM_NOISE) and node.input_tensors:  # a Dropout is identity at inference
+                layer, node = producer(node.input_tensors[0])
             if _has_features_before(layer, node):
                 return layer.name
             break

@@ -15,16 +15,18 @@ HEADLINES = {"single": "accuracy", "multilabel": "mAP", "regression": "MAE"}
 
 
 def task_kind(task) -> str:
-    """The task's name from a name, a :class:`graftkit.model.task.Task` or None (``single``).
+    """The task's name from a name, a :class:`graftkit.model.task.Task`, its dict (as in metrics.json)
+    or None (``single``).
 
     Example:
         >>> from graftkit.model.task import Task
-        >>> task_kind(Task("regression")), task_kind(None)
-        ('regression', 'single')
+        >>> task_kind(Task("regression")), task_kind({"kind": "multilabel", "mean": 0.0}), task_kind(None)
+        ('regression', 'multilabel', 'single')
     """
     from graftkit.model.task import TASKS
 
-    kind = getattr(task, "kind", task) or "single"
+    kind = task.get("kind") if isinstance(task, dict) else getattr(task, "kind", task)
+    kind = kind or "single"
     if kind not in TASKS:
         raise GraftError(f"unknown task '{kind}': use one of {', '.join(TASKS)}")
     return kind
@@ -109,7 +111,7 @@ def _single_score(labels, probabilities, class_names) -> dict:
     return {
         "task": "single",
         "accuracy": accuracy,
-        "count": int(len(labels)),
+        "count": len(labels),
         "headline": accuracy,
         "headline_name": HEADLINES["single"],
         "per_class": {
@@ -371,15 +373,18 @@ def format_scores(scores: dict, *, confusions: int = 20) -> str:
 
 
 def _number(value, digits: int = 4) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    """``value`` with ``digits`` decimals, or 4 significant digits when ``digits`` is 0; n/a for None."""
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}" if digits == 0 else f"{value:.{digits}f}"
 
 
 def _format_multilabel(scores: dict) -> str:
     names = scores["class_names"]
     width = min(40, max(len(n) for n in names + ["label"]))
     lines = [f"mAP {_number(scores['mean_average_precision'])} on {scores['count']} images, {len(names)} labels",
-             f"micro F1 {_number(scores['micro_f1'])}, macro F1 {_number(scores['macro_f1'])}, "
-             f"exact match {_number(scores['exact_match'])}, label decisions right {_number(scores['label_accuracy'])}",
+             (f"micro F1 {_number(scores['micro_f1'])}, macro F1 {_number(scores['macro_f1'])}, exact match "
+              f"{_number(scores['exact_match'])}, label decisions right {_number(scores['label_accuracy'])}"),
              "", f"{'label':<{width}}  threshold  precision  recall      f1      AP  support"]
     for name in names:
         row = scores["per_class"][name]
@@ -391,9 +396,7 @@ def _format_multilabel(scores: dict) -> str:
 
 def _format_regression(scores: dict) -> str:
     name = shorten(scores["class_names"][0] if scores.get("class_names") else "target", 40)
-    value = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
-    return "\n".join([
-        f"MAE {value(scores['mae'])} on {scores['count']} images (RMSE {value(scores['rmse'])}, "
-        f"R² {_number(scores['r2'])})",
-        f"{name}: mean {value(scores['mean_target'])}, standard deviation {value(scores['std_target'])}; "
-        f"mean prediction {value(scores['mean_prediction'])}"])
+    mae, rmse, mean, std, predicted = (_number(scores[k], 0) for k in (
+        "mae", "rmse", "mean_target", "std_target", "mean_prediction"))
+    return (f"MAE {mae} on {scores['count']} images (RMSE {rmse}, R² {_number(scores['r2'])})\n"
+            f"{name}: mean {mean}, standard deviation {std}; mean prediction {predicted}")

@@ -26,6 +26,9 @@ QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 # difference is bounded only for unquantized exports, which should match to rounding.
 MIN_AGREEMENT = {"none": 0.99, "float16": 0.98, "dynamic": 0.97, "int8": 0.9}
 MAX_DIFFERENCE = {"none": 0.05}
+# A regression export agrees on an image when its value is within this many of the target's standard
+# deviations of the Keras model's; its differences are measured in the same unit.
+REGRESSION_TOLERANCE = 0.1
 ONNX_OPSET = 17
 
 
@@ -35,10 +38,14 @@ class ExportCheck:
 
     Attributes:
         images: how many images both were run on.
-        agreement: share of images with the same top-1 class.
-        max_difference: largest absolute difference of any class probability.
+        agreement: share of images with the same top-1 class (single label), the same label set
+            at the thresholds (multi-label), or a value within :data:`REGRESSION_TOLERANCE` of the
+            target's standard deviations (regression).
+        max_difference: largest absolute difference of any output: a probability, or for regression
+            a value in standard deviations of the target.
         min_agreement: the least agreement accepted.
         max_allowed: the largest difference accepted, or None for no bound.
+        task: the model's task.
     """
 
     images: int
@@ -46,6 +53,7 @@ class ExportCheck:
     max_difference: float
     min_agreement: float
     max_allowed: float | None = None
+    task: str = "single"
 
     @property
     def passed(self) -> bool:
@@ -54,8 +62,13 @@ class ExportCheck:
 
     def describe(self) -> str:
         bound = f", at most {self.max_allowed:g}" if self.max_allowed is not None else ""
-        return (f"top-1 agreement {self.agreement:.4f} on {self.images} images (needs {self.min_agreement:g}), "
-                f"largest probability difference {self.max_difference:.2g}{bound}")
+        agreement, difference = {
+            "single": ("top-1 agreement", "largest probability difference"),
+            "multilabel": ("label-set agreement at the thresholds", "largest probability difference"),
+            "regression": (f"agreement within {REGRESSION_TOLERANCE:g} standard deviations of the target",
+                           "largest difference (in the target's standard deviations)")}[self.task]
+        return (f"{agreement} {self.agreement:.4f} on {self.images} images (needs {self.min_agreement:g}), "
+                f"{difference} {self.max_difference:.2g}{bound}")
 
 
 @dataclass
@@ -76,7 +89,8 @@ class Export:
 
 def export_model(model, path: str | Path, format: str, *, check_images, quantize: str = "none",
                  calibration_images=None, min_agreement: float | None = None,
-                 max_difference: float | None = None) -> Export:
+                 max_difference: float | None = None, task="single", thresholds=None,
+                 scale: float = 1.0) -> Export:
     """Write ``model`` in ``format`` to ``path``, check it, and move it into place.
 
     Args:
@@ -88,7 +102,11 @@ def export_model(model, path: str | Path, format: str, *, check_images, quantize
             (full integer, float input and output kept).
         calibration_images: float32 image batches for ``int8``: typical training images.
         min_agreement: least top-1 agreement with ``model`` (default by quantization, see ``MIN_AGREEMENT``).
-        max_difference: largest probability difference allowed (default 0.05 unquantized, else none).
+        max_difference: largest probability difference allowed (default 0.05 unquantized, else none);
+            for regression, in standard deviations of the target.
+        task: the model's task: what agreement means (see :class:`ExportCheck`).
+        thresholds: a multi-label model's per-label thresholds (0.5 each when None).
+        scale: a regression target's standard deviation (the unit of its differences).
 
     Returns:
         The :class:`Export` written.
@@ -121,7 +139,8 @@ def export_model(model, path: str | Path, format: str, *, check_images, quantize
 
         # A Lambda's code in the model already runs in this process: reading it back trusts nothing new.
         runner = load_runner(tmp, format, trust_model=holds_python_code(model))
-        check = compare(model, runner, check_images, min_agreement=limit, max_allowed=bound)
+        check = compare(model, runner, check_images, min_agreement=limit, max_allowed=bound, task=task,
+                        thresholds=thresholds, scale=scale)
         if not check.passed:
             raise GraftError(f"export check failed for {format}"
                              f"{'' if quantize == 'none' else ' ' + quantize}: {check.describe()}; nothing "
@@ -161,8 +180,9 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
     from graftkit.data.pipeline import make_dataset
     from graftkit.files import atomic_write_json
     from graftkit.model.infer import input_channels, input_size
-    from graftkit.results.modelfile import load_trained
-    from graftkit.runfolder import CLASSES_FILE
+    from graftkit.results.evaluate import task_kind, threshold_array
+    from graftkit.results.modelfile import load_trained, read_json
+    from graftkit.runfolder import CLASSES_FILE, THRESHOLDS_FILE
 
     _check_options(format, quantize)
     _check_limits(min_agreement, max_difference)
@@ -172,6 +192,8 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
             raise GraftError(f"{option} {value} is out of range: use 1 or more")
     model, class_names = load_trained(run, trust_model=trust_model)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    task = (read_json(run_dir / "metrics.json") or {}).get("task") or {}
+    thresholds = read_json(run_dir / THRESHOLDS_FILE)
     check_paths, calibration_paths = _images_for(run_dir, data, check_count, calibration_count, seed)
     size = input_size(model)
 
@@ -184,8 +206,12 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
              f"{len(check_paths)} images" + (f", calibrated on {len(calibration_paths)}" if quantize == "int8" else ""))
     export = export_model(model, target, format, check_images=batches(check_paths), quantize=quantize,
                           calibration_images=batches(calibration_paths) if quantize == "int8" else None,
-                          min_agreement=min_agreement, max_difference=max_difference)
+                          min_agreement=min_agreement, max_difference=max_difference, task=task_kind(task),
+                          thresholds=None if thresholds is None else threshold_array(thresholds, class_names),
+                          scale=float(task.get("scale", 1.0)) if isinstance(task, dict) else 1.0)
     atomic_write_json(target.parent / CLASSES_FILE, class_names)
+    if thresholds is not None:  # a multi-label model's decisions need its thresholds beside it
+        atomic_write_json(target.parent / THRESHOLDS_FILE, thresholds)
     return export
 
 
@@ -223,8 +249,13 @@ def _images_for(run_dir: Path, data, check_count: int, calibration_count: int, s
     return sample(val, check_count), sample(train, calibration_count)
 
 
-def compare(model, runner, batches, *, min_agreement: float, max_allowed: float | None = None) -> ExportCheck:
-    """Run ``model`` and ``runner`` on the same batches; top-1 agreement and largest probability difference.
+def compare(model, runner, batches, *, min_agreement: float, max_allowed: float | None = None, task="single",
+            thresholds=None, scale: float = 1.0) -> ExportCheck:
+    """Run ``model`` and ``runner`` on the same batches; their agreement and largest output difference.
+
+    Agreement is top-1 (single label), the same label set at ``thresholds`` (multi-label, 0.5
+    each when None), or a value within :data:`REGRESSION_TOLERANCE` times ``scale`` (regression,
+    whose differences are divided by ``scale``, the target's standard deviation).
 
     Example:
         >>> import keras
@@ -233,7 +264,10 @@ def compare(model, runner, batches, *, min_agreement: float, max_allowed: float 
         True
     """
     from graftkit.model.infer import compiled_forward
+    from graftkit.results.evaluate import task_kind
 
+    kind = task_kind(task)
+    unit = scale if kind == "regression" and scale > 0 else 1.0
     forward = compiled_forward(model)
     same = count = 0
     worst = 0.0
@@ -241,13 +275,20 @@ def compare(model, runner, batches, *, min_agreement: float, max_allowed: float 
         batch = np.asarray(batch, np.float32)
         expected = forward(batch).numpy()
         got = np.asarray(runner(batch), np.float32).reshape(expected.shape)
-        same += int(np.sum(expected.argmax(1) == got.argmax(1)))
-        worst = max(worst, float(np.max(np.abs(expected - got))) if len(batch) else 0.0)
+        if kind == "multilabel":
+            cut = 0.5 if thresholds is None else np.asarray(thresholds, np.float32)
+            same += int(np.sum(np.all((expected >= cut) == (got >= cut), axis=1)))
+        elif kind == "regression":
+            same += int(np.sum(np.abs(expected - got).reshape(len(batch), -1).max(axis=1) / unit
+                               <= REGRESSION_TOLERANCE))
+        else:
+            same += int(np.sum(expected.argmax(1) == got.argmax(1)))
+        worst = max(worst, float(np.max(np.abs(expected - got))) / unit if len(batch) else 0.0)
         count += len(batch)
     if not count:
         raise GraftError("export check has no images to run on: pass a folder of images")
     return ExportCheck(images=count, agreement=same / count, max_difference=worst, min_agreement=min_agreement,
-                       max_allowed=max_allowed)
+                       max_allowed=max_allowed, task=kind)
 
 
 def _check_options(format: str, quantize: str) -> None:

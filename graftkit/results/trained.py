@@ -12,7 +12,7 @@ from graftkit.results.modelfile import (
     read_json,
     split_files,
 )
-from graftkit.runfolder import CONFIG_FILE, INPUTS_FILE
+from graftkit.runfolder import CONFIG_FILE, INPUTS_FILE, THRESHOLDS_FILE
 
 __all__ = ["Run", "holds_python_code", "load", "load_trained", "split_files"]  # the last three from modelfile
 
@@ -29,6 +29,8 @@ class Run:
         config: the options the run ran with (a dict, as in ``config.json``).
         run_dir: the run folder, or None for a bare model file.
         mistakes: the validation images the model was surest of and wrong about.
+        thresholds: a multi-label model's per-label decision thresholds (``{label: t}``, chosen on
+            validation; ``thresholds.json`` beside the model), else None.
 
     Example:
         >>> run = graftkit.load("runs/ants")  # doctest: +SKIP
@@ -43,6 +45,24 @@ class Run:
     config: dict = field(default_factory=dict)
     run_dir: Path | None = None
     mistakes: list = field(default_factory=list)
+    thresholds: dict | None = None
+
+    def __post_init__(self):
+        if self.thresholds is None and self.task == "multilabel":
+            self.thresholds = self.metrics.get("thresholds")
+
+    @property
+    def task(self) -> str:
+        """What the model predicts: ``single`` (one class), ``multilabel`` or ``regression`` (a number);
+        from ``metrics.json``, ``single`` for a run from before tasks or a bare model file.
+
+        Example:
+            >>> Run(model=None, class_names=["size"], metrics={"task": {"kind": "regression"}}).task
+            'regression'
+        """
+        from graftkit.results.evaluate import task_kind
+
+        return task_kind(self.metrics.get("task"))
 
     @property
     def image_size(self) -> int:
@@ -77,7 +97,9 @@ class Run:
         size are resized with the same bilinear filter; they are already decoded, so a JPEG's
         reduced-scale decoding cannot be redone: for training's exact pixels pass the file.
         Returns one dict per image: ``path`` (or the array's index), ``label``, ``probability``
-        and ``top_k``.
+        and ``top_k``; for a multi-label model ``label`` (every label over its threshold,
+        ``;``-joined), ``labels`` and ``top_k``; for a regression model ``value`` (see
+        :func:`graftkit.results.predict.predict_files`).
 
         Example:
             >>> import numpy as np
@@ -88,21 +110,28 @@ class Run:
         from graftkit.results.predict import predict_arrays, predict_files
 
         if _is_pixels(inputs):
-            return list(predict_arrays(self.model, inputs, self.class_names, top_k=top_k, batch_size=batch_size))
+            return list(predict_arrays(self.model, inputs, self.class_names, top_k=top_k, batch_size=batch_size,
+                                       task=self.task, thresholds=self.thresholds))
         from graftkit.data.check import check_images
         from graftkit.data.layout import list_images
 
         items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
         paths, _ = check_images(list_images([str(p) for p in items]), strict=strict)
-        return list(predict_files(self.model, paths, self.class_names, top_k=top_k, batch_size=batch_size))
+        return list(predict_files(self.model, paths, self.class_names, top_k=top_k, batch_size=batch_size,
+                                  task=self.task, thresholds=self.thresholds))
 
-    def evaluate(self, data, *, batch_size: int = 32, strict: bool = False) -> dict:
-        """Score the model on a labelled folder (its ``val/`` part when it is split); returns the scores."""
+    def evaluate(self, data, *, batch_size: int = 32, strict: bool = False, labels=None, path_column=None,
+                 label_column=None) -> dict:
+        """Score the model on a labelled folder (its ``val/`` part when it is split) or a label table (its
+        ``test`` rows when it has any); returns the scores of the model's task (see
+        :func:`graftkit.results.evaluate.score`), a multi-label model's at its thresholds."""
         from graftkit.data.layout import labelled_images
         from graftkit.results.evaluate import evaluate_images
 
-        images = labelled_images(data, self.class_names, strict=strict)
-        scores, _ = evaluate_images(self.model, images, batch_size=batch_size)
+        images = labelled_images(data, self.class_names, strict=strict, task=self.task, labels=labels,
+                                 path_column=path_column, label_column=label_column)
+        scores, _ = evaluate_images(self.model, images, batch_size=batch_size, task=self.task,
+                                    thresholds=self.thresholds)
         return scores
 
     def export(self, format: str = "tflite", **options):
@@ -140,4 +169,5 @@ def load(path: str | Path, *, trust_model: bool = False) -> Run:
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     run_dir = folder if (folder / CONFIG_FILE).is_file() else None
     return Run(model=model, class_names=class_names, metrics=read_json(folder / "metrics.json") or {},
-               config=read_json(folder / CONFIG_FILE) or {}, run_dir=run_dir)
+               config=read_json(folder / CONFIG_FILE) or {}, run_dir=run_dir,
+               thresholds=read_json(folder / THRESHOLDS_FILE))

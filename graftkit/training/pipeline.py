@@ -110,9 +110,11 @@ def _train_stages(config: TrainConfig, run: _Prepared):
     from graftkit.training.stages import fine_tune_stage, fit_stage
 
     split, resume, saver = run.split, run.resume, run.saver
-    train_data = make_dataset(split.train.paths, split.train.labels, image_size=run.base.image_size, channels=run.base.channels,
+    train_data = make_dataset(split.train.paths, split.train.labels, image_size=run.base.image_size,
+                              channels=run.base.channels,
                               batch_size=config.batch_size, shuffle=True, seed=config.seed, augment=config.augment)
-    val_data = make_dataset(split.val.paths, split.val.labels, image_size=run.base.image_size, channels=run.base.channels,
+    val_data = make_dataset(split.val.paths, split.val.labels, image_size=run.base.image_size,
+                            channels=run.base.channels,
                             batch_size=config.batch_size)
     common = {"patience": config.patience, "class_weight": run.class_weight, "checkpoint": saver, "task": run.task}
     stages, cached = [], None
@@ -169,7 +171,8 @@ def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):
     else:
         from graftkit.data.pipeline import make_dataset
 
-        outputs = predict_dataset(run.model, make_dataset(run.split.val.paths, image_size=run.base.image_size, channels=run.base.channels,
+        outputs = predict_dataset(run.model, make_dataset(run.split.val.paths, image_size=run.base.image_size,
+                                                          channels=run.base.channels,
                                                           batch_size=config.batch_size))
     labels = run.split.val.labels
     thresholds = choose_thresholds(labels, outputs) if run.task.kind == "multilabel" else None

@@ -39,7 +39,8 @@ def test_files_that_are_not_usable_models(tmp_path, keras2_files):
 @pytest.mark.parametrize("kind, needle", [
     ("no learned layers", "no learned layer before its classifier"),
     ("flatten only", "no learned layer before its classifier"),
-    ("one channel", "expects 1-channel images"),
+    ("four channels", "expects 4-channel images"),
+    ("not square", "takes 16x24 images"),
     ("channels first", "channels-first"),
     ("not images", "not images"),
     ("two inputs", "2 inputs"),
@@ -51,8 +52,10 @@ def test_models_graftkit_cannot_use(tmp_path, kind, needle):
                                   L.Dense(2)])
     elif kind == "flatten only":
         model = keras.Sequential([keras.Input((16, 16, 3)), L.Flatten(), L.Dense(2)])
-    elif kind == "one channel":
-        model = keras.Sequential([keras.Input((16, 16, 1)), L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(2)])
+    elif kind == "four channels":
+        model = keras.Sequential([keras.Input((16, 16, 4)), L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(2)])
+    elif kind == "not square":
+        model = keras.Sequential([keras.Input((16, 24, 3)), L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(2)])
     elif kind == "channels first":
         model = keras.Sequential([keras.Input((3, 16, 16)), L.Conv2D(4, 3), L.GlobalAveragePooling2D(), L.Dense(2)])
     elif kind == "not images":

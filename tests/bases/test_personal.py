@@ -97,7 +97,7 @@ def test_keras2_mobilenet_with_imagenet_weights(k2):
     _same_as_keras2(model, path)
     assert find_cut(model) == "mobilenet_0.25_32"
     assert cut_at(model, "conv_pw_13_relu").output.shape == (None, 1, 1, 256)
-    assert guess_preprocessing(model) == "unit"
+    assert guess_preprocessing(model) == "tf"  # a MobileNet inside: Keras' MobileNet preprocessing
 
 
 def test_lambda_needs_trust(k2):
@@ -300,7 +300,137 @@ def test_keras_file_with_python_lambda_in_a_config_is_refused(tmp_path):
 def test_savedmodel_needs_trust_through_the_cli(keras2_files, tmp_path, capsys):
     root = write_images(tmp_path / "data", {"a": 3, "b": 3}, size=32)
     code = main(["train", str(root), "--base", str(keras2_files / "savedmodel"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err  # checked before TensorFlow starts: a SavedModel cannot be fine-tuned
+    assert code == 2 and "--freeze all" in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+    code = main(["train", str(root), "--base", str(keras2_files / "savedmodel"), "--freeze", "all",
+                 "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and "--trust-model" in err and "SavedModel" in err and "Traceback" not in err
     code = main(["inspect", str(keras2_files / "savedmodel"), "--trust-model"])
     assert code == 0 and "=>" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- personal models as people really saved them
+MOBILENET_V2_WEIGHTS = shared_dir() / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """The constructs of issue 13, written by tf-keras and rewritten as the original tools wrote them."""
+    from tests.keras2_models import write_keras2_many
+
+    folder = tmp_path_factory.mktemp("real")
+    write_keras2_many({folder / "keras22.h5": "keras22", folder / "lambda35.h5": "lambda35",
+                       folder / "slots": "savedmodel_slots", folder / "gray.h5": "gray",
+                       folder / "mnist.h5": "mnist"}, size=SIZE, check=True)
+    write_keras2_many({folder / "teachable.h5": "teachable"}, size=64, check=True,
+                      weights=MOBILENET_V2_WEIGHTS if MOBILENET_V2_WEIGHTS.exists() else None)
+    return folder
+
+
+def test_keras22_sequential_h5_loads_with_a_rank_4_input(real):
+    path = real / "keras22.h5"
+    # The construct: no InputLayer, batch_input_shape on the first Conv2D, written by Keras 2.2.4.
+    config = _h5_config(path)
+    assert "InputLayer" not in json.dumps(config) and "batch_input_shape" in config["config"]["layers"][0]["config"]
+    model = load_personal(path)
+    assert tuple(model.inputs[0].shape) == (None, SIZE, SIZE, 3)  # Keras 3 alone makes it (None, None, 32, 32, 3)
+    _same_as_keras2(model, path)
+    assert find_cut(model) == "max_pooling2d_1"  # the Dropout after it changes nothing at inference
+
+
+def test_lambda_from_python35_is_one_line(real, capsys):
+    path = real / "lambda35.h5"
+    _one_line_error(lambda: load_personal(path), "--trust-model")  # still code: refused without trust
+    _one_line_error(lambda: load_personal(path, trust_model=True), str(path), "another Python version",
+                    "re-save the model without the Lambda")
+    assert main(["inspect", str(path), "--trust-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another Python version" in err and "Traceback" not in err
+
+
+def test_savedmodel_with_optimizer_slots_without_tf_keras(real, monkeypatch):
+    import sys
+
+    from tensorflow.python.saved_model import revived_types
+
+    path = real / "slots"
+    with monkeypatch.context() as patch:  # as for a graftkit user: no tf-keras, so no revived Keras 2 optimizer
+        patch.setitem(sys.modules, "tf_keras", None)
+        patch.delitem(revived_types._REVIVED_TYPE_REGISTRY, "optimizer", raising=False)
+        _one_line_error(lambda: load_personal(path, trust_model=True), str(path), "optimizer",
+                        "pip install tf-keras", "include_optimizer=False")
+    model = load_personal(path, trust_model=True)  # with tf-keras, TensorFlow restores the slots
+    _same_as_keras2(model, path)
+
+
+def test_savedmodel_base_needs_freeze_all_before_any_work(real, tmp_path):
+    from graftkit.bases.loader import load_base
+    from graftkit.config import TrainConfig
+
+    images = write_images(tmp_path / "images", {"a": 4, "b": 4}, size=SIZE)
+    out = tmp_path / "run"
+    with pytest.raises(GraftError) as caught:
+        TrainConfig(data=str(images), base=str(real / "slots"), out=str(out), trust_model=True).validated()
+    one_line(caught, "SavedModel", "--freeze all")
+    assert not out.exists()
+    TrainConfig(data=str(images), base=str(real / "slots"), freeze="all", trust_model=True).validated()
+    base = load_base(real / "slots", trust_model=True)
+    assert base.inference_only and base.feature_shape == (3,)
+    assert any("probabilities" in note and "cannot be cut inside" in note for note in base.notes)
+
+
+def test_teachable_machine_export_has_one_cut_name_and_its_preprocessing(real):
+    from graftkit.bases.loader import load_base
+
+    path = real / "teachable.h5"
+    model = load_personal(path)
+    _same_as_keras2(model, path, atol=1e-4)
+    base = load_base(path)
+    assert base.cut == "model1" and base.feature_shape == (2, 2, 1280)  # not the pooled 'sequential_1'
+    again = load_base(path, cut=base.cut)  # passing the name back gives the same cut
+    assert again.cut == "model1" and again.feature_shape == base.feature_shape
+    assert base.preprocessing == "tf" and "Teachable Machine" in base.preprocessing_why
+    assert load_base(path, cut="sequential_1").feature_shape == (1280,)  # the nested model itself: pooled
+
+
+@pytest.mark.parametrize("name, shape", [("gray.h5", (SIZE, SIZE, 1)), ("mnist.h5", (28, 28, 1))])
+def test_grayscale_models_are_fed_grayscale(real, name, shape):
+    from graftkit.bases.loader import load_base
+
+    base = load_base(real / name)
+    assert base.channels == 1 and tuple(base.model.inputs[0].shape[1:]) == shape
+    assert base.image_size == shape[0] and "a guess" in base.preprocessing_why and "--preprocess" in \
+        base.preprocessing_why
+    if name == "mnist.h5":  # the channel axis is added in front of the model: same outputs as the file
+        io = np.load(real / "mnist.h5.io.npz")
+        full = keras.Model(base.model.inputs, load_personal(real / name)(keras.ops.squeeze(base.model.inputs[0], -1)))
+        np.testing.assert_allclose(full.predict(io["x"][..., None], verbose=0), io["y"], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["keras22.h5", "gray.h5", "mnist.h5", "teachable.h5"])
+def test_real_constructs_end_to_end(real, tmp_path, capsys, name):
+    """inspect, train (tiny), predict, export (keras + tflite): one run per construct."""
+    from graftkit.api import train
+    from graftkit.results.export import export_run
+    from graftkit.results.predict import predict_files
+    from graftkit.results.trained import load_trained
+
+    path = real / name
+    assert main(["inspect", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "input: (None," in shown and "preprocessing: '" in shown and "cut: '" in shown
+    size = 64 if name == "teachable.h5" else 28 if name == "mnist.h5" else SIZE
+    images = write_images(tmp_path / "images", {"red": 8, "green": 8, "blue": 8}, size=size)
+    run = train(images, base=str(path), epochs=2, fine_tune_epochs=1, batch_size=8, out=str(tmp_path / "run"))
+    channels = 1 if name in ("gray.h5", "mnist.h5") else 3
+    assert tuple(run.model.inputs[0].shape[1:]) == (size, size, channels)
+    assert json.loads((tmp_path / "run" / "inputs.json").read_text())["shape"] == [size, size, channels]
+    cut = json.loads((tmp_path / "run" / "metrics.json").read_text())["base"]["cut"]
+    assert f"cut: '{cut}'" in shown  # one name: inspect, log and metrics.json
+    model, class_names = load_trained(tmp_path / "run")[:2]
+    rows = list(predict_files(model, sorted(str(p) for p in (images / "red").iterdir())[:3], class_names))
+    assert len(rows) == 3 and all(r["label"] in class_names for r in rows)
+    for format in ("keras", "tflite"):
+        export = export_run(tmp_path / "run", format, check_count=6)
+        assert export.to_dict()["agreement"] >= 0.99 and export.path.exists(), (format, export)

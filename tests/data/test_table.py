@@ -77,3 +77,10 @@ def test_missing_and_misnamed(folder):
     with pytest.raises(GraftError, match="no column 'klass'.*--label-column"):
         read_table(folder / "labels.csv", label_column="klass")
     assert is_table(folder / "labels.csv") and not is_table(folder / "images")
+
+
+def test_prediction_takes_a_tables_paths(folder):
+    from graftkit.data.layout import list_images
+
+    (folder / "new.csv").write_text("image,comment\nimages/b.png,x\nimages/a.png,\n")
+    assert list_images([str(folder / "new.csv")]) == [str(folder / "images" / "a.png"), str(folder / "images" / "b.png")]

@@ -45,3 +45,17 @@ def test_cut_inside_nested_model_matches_the_layers():
     for name in ("c1", "b1", "r1"):
         expected = inner.get_layer(name)(expected)
     np.testing.assert_allclose(cut.predict(images, verbose=0), np.array(expected), atol=1e-5)
+
+
+def test_find_cut_skips_dropout_and_notes_a_softmax_cut():
+    from graftkit.model.cut import find_cut, probability_note
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.MaxPooling2D(name="pool"), keras.layers.Dropout(0.25, name="drop"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax", name="top")])
+    assert find_cut(model) == "pool"
+    note = probability_note(model, cut_at(model, "top"), "top")
+    assert "the cut 'top'" in note and "3 features" in note and "probabilities" in note and "--cut" in note
+    assert probability_note(model, cut_at(model, "pool"), "pool") == ""
+    logits = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(3, name="z")])
+    assert probability_note(logits, cut_at(logits, "z"), "z") == ""  # not probabilities: no note

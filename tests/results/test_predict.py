@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from graftkit.cli import main
-from graftkit.results.predict import predict_files, write_predictions
+from graftkit.results.predict import predict_files, prediction_rows, write_predictions
 from tests.badfiles import NON_UTF8, noise, png_bytes, write_bytes
 from tests.helpers import train_tiny_run, write_images
 
@@ -83,7 +83,7 @@ def test_cli_output_file_with_progress(run_dir, images, tmp_path, capsys):
     assert len(rows) == 36 and list(rows[0]) == ["path", "label", "probability", "top_k"]
     assert {r["label"] for r in rows} <= {"red", "green", "blue"}
     assert all(len(r["top_k"].split(";")) == 3 and 0 <= float(r["probability"]) <= 1 for r in rows)
-    assert "36/36" in err and "images/s" in err
+    assert "predict: 36 images in" in err and "images/s" in err  # off a terminal: the last line only (within 10 s)
     assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]  # no temporary left
 
     code = main(["predict", str(run_dir), str(images / "red"), "-o", str(tmp_path / "p.json"), "--quiet"])
@@ -149,3 +149,45 @@ def test_predict_prints_a_non_utf8_name_as_its_bytes(messy_run, tmp_path, capsys
     code = main(["predict", str(run.run_dir), str(tmp_path), "--format", "csv", "--quiet"])  # strict stdout
     out = capsysbinary.readouterr().out
     assert code == 0 and os.path.join(os.fsencode(tmp_path), NON_UTF8) in out
+
+
+def test_rows_of_each_task():
+    outputs = np.array([[0.9, 0.2, 0.6], [0.1, 0.3, 0.2]], "float32")
+    multi = prediction_rows(outputs, ["a.png", "b.png"], ["cat", "dog", "sun"], task="multilabel", top_k=2,
+                            thresholds={"cat": 0.5, "dog": 0.25, "sun": 0.7})
+    assert multi[0]["label"] == "cat" and [n for n, _ in multi[0]["labels"]] == ["cat"]  # sun under its 0.7
+    assert multi[1] == {"path": "b.png", "label": "dog", "labels": [("dog", pytest.approx(0.3))],
+                        "top_k": [("dog", pytest.approx(0.3)), ("sun", pytest.approx(0.2))]}
+    nothing = prediction_rows(outputs * 0.1, ["c.png"], ["cat", "dog", "sun"], task="multilabel")[0]
+    assert nothing["label"] == "" and nothing["labels"] == []
+    values = prediction_rows(np.array([[0.25], [3.5]]), ["a.png", "b.png"], ["defect"], task="regression")
+    assert values == [{"path": "a.png", "value": 0.25}, {"path": "b.png", "value": 3.5}]
+    single = prediction_rows(outputs[:1], ["a.png"], ["cat", "dog", "sun"], top_k=1)[0]
+    assert single["label"] == "cat" and single["top_k"] == [("cat", pytest.approx(0.9))]
+
+
+def test_write_multilabel_and_regression_predictions():
+    rows = [{"path": "a.png", "label": "cat;sun", "labels": [("cat", 0.9), ("sun", 0.7)],
+             "top_k": [("cat", 0.9), ("sun", 0.7)]},
+            {"path": "b.png", "label": "", "labels": [], "top_k": [("dog", 0.3)]}]
+    out = io.StringIO()
+    assert write_predictions(iter(rows), out, "csv") == 2
+    parsed = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert parsed == [{"path": "a.png", "label": "cat;sun", "labels": "cat:0.9000;sun:0.7000",
+                       "top_k": "cat:0.9000;sun:0.7000"},
+                      {"path": "b.png", "label": "", "labels": "", "top_k": "dog:0.3000"}]
+    out = io.StringIO()
+    write_predictions(iter(rows), out, "json")
+    assert [r["label"] for r in json.loads(out.getvalue())] == ["cat;sun", ""]
+    out = io.StringIO()
+    write_predictions(iter(rows), out, "table")
+    assert out.getvalue().splitlines() == ["cat;sun          a.png   (cat 0.900  sun 0.700)", "(none)           b.png"]
+    values = [{"path": "a.png", "value": 0.333333333}, {"path": "b.png", "value": 12500.0}]
+    for format, expected in (("csv", ["path,value", "a.png,0.333333", "b.png,12500"]),
+                             ("table", ["0.333333         a.png", "12500            b.png"])):
+        out = io.StringIO()
+        assert write_predictions(iter(values), out, format) == 2
+        assert out.getvalue().splitlines() == expected
+    out = io.StringIO()
+    write_predictions(iter(values), out, "json")
+    assert json.loads(out.getvalue()) == values

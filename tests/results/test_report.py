@@ -275,3 +275,104 @@ def test_101_class_report_needs_no_sideways_scrolling(report_101, tmp_path, widt
     seen = json.loads(dom[start:dom.index("</pre>", start)].replace("&quot;", '"'))
     assert seen["scroll"] <= seen["client"], seen
     assert seen["rows"] == 1 + 25 + 1 + 101  # both tables laid out
+
+
+def test_confident_mistakes_of_multilabel_most_wrong_labels_first():
+    labels = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 0]])
+    outputs = np.array([[.9, .8, .1], [.2, .9, .1], [.1, .2, .3], [.1, .2, .3], [.4, .1, .1]])
+    mistakes = confident_mistakes(list("abcde"), labels, outputs, ["x", "y", "z"], task="multilabel",
+                                  thresholds=[0.5, 0.5, 0.5])
+    assert [(m["path"], m["wrong"]) for m in mistakes] == [("c", 3), ("a", 2), ("e", 1)]
+    assert mistakes[1] == {"path": "a", "true": "x;z", "predicted": "x;y", "missed": ["z"], "extra": ["y"],
+                           "wrong": 2, "probability": 0.9}  # y predicted at 0.8, z missed at 0.1 (0.9 sure)
+    # with x's threshold lowered to 0.3, e is right
+    lowered = confident_mistakes(list("abcde"), labels, outputs, ["x", "y", "z"], task="multilabel",
+                                 thresholds={"x": 0.3, "y": 0.5, "z": 0.5})
+    assert [m["path"] for m in lowered] == ["c", "a"]
+
+
+def test_confident_mistakes_of_regression_largest_errors_first():
+    targets = np.array([0.0, 1.0, 2.0, 3.0])
+    outputs = np.array([[0.0], [1.5], [0.5], [3.1]])
+    mistakes = confident_mistakes(list("abcd"), targets, outputs, ["size"], task="regression", limit=2)
+    assert mistakes == [{"path": "c", "true": 2.0, "predicted": 0.5, "error": -1.5},
+                        {"path": "b", "true": 1.0, "predicted": 1.5, "error": 0.5}]
+    assert [m["path"] for m in confident_mistakes(list("abcd"), targets, outputs, ["size"],
+                                                  task="regression")] == ["c", "b", "d"]  # a is exact
+
+
+def write_thumbnails(folder: Path, count: int) -> list[str]:
+    from PIL import Image
+
+    paths = []
+    for i in range(count):
+        path = folder / f"img{i}.png"
+        Image.new("RGB", (20, 20), (10 * i, 100, 50)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_multilabel_report_shows_pr_curves_thresholds_and_labels(tmp_path):
+    from graftkit.results.evaluate import choose_thresholds, score
+    from graftkit.results.plots import plot_scores
+    from graftkit.results.report import write_report
+
+    rng = np.random.default_rng(0)
+    names = ["crack", "finger", "black core"]
+    labels = (rng.random((40, 3)) < 0.4).astype("float32")
+    outputs = np.clip(labels * 0.3 + rng.random((40, 3)) * 0.7, 0, 1)  # some mistakes at any threshold
+    thresholds = choose_thresholds(labels, outputs)
+    s = score(labels, outputs, names, "multilabel", thresholds=thresholds)
+    paths = write_thumbnails(tmp_path, 40)
+    mistakes = confident_mistakes(paths, labels, outputs, names, task="multilabel", thresholds=thresholds)
+    plots = plot_scores(s, labels, outputs, tmp_path)
+    report = write_report(tmp_path / "report.html", title="multi", scores=s, plots=plots, mistakes=mistakes)
+    page = assert_self_contained(report)
+    html = report.read_text()
+    text = " ".join(" ".join(page.text).split())
+    assert f'id="map">{s["mean_average_precision"]:.4f}' in html and "3 labels" in text
+    assert 'id="precision-recall-curves"' in html and 'id="per-label"' in html and "confusion" not in html
+    assert [i["alt"] for i in page.images if i.get("class") == "plot"] == ["Precision-recall curves"]
+    for name, row in s["per_class"].items():  # each label with its threshold
+        assert f"{name} {row['threshold']:.4f} {row['average_precision']:.4f} {row['precision']:.4f}" in text
+    assert f"exact match (every label of an image right) {s['exact_match']:.4f}" in text
+    assert "Images with the most wrong labels" in text and "wrong:" in text
+
+
+def test_regression_report_shows_the_plot_and_mae_rmse_r2(tmp_path):
+    from graftkit.results.evaluate import score
+    from graftkit.results.plots import plot_scores
+    from graftkit.results.report import write_report
+
+    targets = np.array([0, 1 / 3, 2 / 3, 1, 0, 1], "float32")
+    outputs = (targets + np.array([0.1, -0.2, 0.05, 0.3, 0.0, -0.1]))[:, None]
+    s = score(targets, outputs, ["defect probability"], "regression")
+    s["task"] = {"kind": "regression", "mean": 0.5, "scale": 0.4}  # as metrics.json has it
+    plots = plot_scores(s, targets, outputs, tmp_path)
+    mistakes = confident_mistakes(write_thumbnails(tmp_path, 6), targets, outputs, s["class_names"],
+                                  task="regression")
+    stages = {"head": {"best_epoch": 3, "best_val_loss": 0.1, "val_mae": 0.1234, "seconds": 1.0,
+                       "trainable_params": 10, "kept": True}}
+    report = write_report(tmp_path / "report.html", title="reg", scores=s, plots=plots, mistakes=mistakes,
+                          stages=stages)
+    page = assert_self_contained(report)
+    html = report.read_text()
+    text = " ".join(" ".join(page.text).split())
+    assert f'id="mae">{s["mae"]:.4g}' in html and "target defect probability" in text
+    assert f"root mean squared error (RMSE) {s['rmse']:.4g}" in text and f"{s['r2']:.4f}" in text
+    assert [i["alt"] for i in page.images if i.get("class") == "plot"] == ["Predicted and true values"]
+    assert "val MAE" in text and "0.1234" in text and "confusion" not in html and "per-class" not in html
+    assert "Largest errors" in text and "error +0.3" in text  # the largest first
+
+
+def test_run_report_finds_the_task_plot(tmp_path):
+    from graftkit.results.evaluate import score
+    from graftkit.results.plots import plot_scores
+    from graftkit.results.report import write_run_report
+
+    s = score(np.array([1.0, 2.0, 3.0]), np.array([[1.1], [2.2], [2.7]]), ["size"], "regression")
+    metrics = {**s, "task": {"kind": "regression", "mean": 2.0, "scale": 0.8}}
+    plot_scores(metrics, [1.0, 2.0, 3.0], [[1.1], [2.2], [2.7]], tmp_path)
+    report = write_run_report(tmp_path, metrics=metrics, config={"data": "cells"})
+    page = assert_self_contained(report)
+    assert [i["alt"] for i in page.images if i.get("class") == "plot"] == ["Predicted and true values"]
