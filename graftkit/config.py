@@ -107,6 +107,10 @@ class TrainConfig:
     aug_views: int | None = option(None, "augmented views cached per training image for the head stage",
                                    metavar="K", shown="exact features, no augmentation in the head stage",
                                    check=(lambda v: 0 <= v <= 64, "use 0 (exact features) to 64"))
+    fine_tune_cache: str = option("auto", "fine-tune the top of the base on the tensors crossing its freeze "
+                                          "boundary, computed once per image and augmented view (auto: when the "
+                                          "frozen part is a prefix of the base), or off to run the whole base "
+                                          "every step", choices=["auto", "off"])
     feature_memory_mb: int | None = option(None, "most MB of cached features held in memory", metavar="MB",
                                            shown="an eighth of RAM, at most 2048",
                                            check=(lambda v: v >= 1, "use 1 or more"))

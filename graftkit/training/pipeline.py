@@ -151,11 +151,23 @@ def _train_stages(config: TrainConfig, run: _Prepared):
                                       train_bn=config.train_bn, epochs=config.fine_tune_epochs,
                                       learning_rate=config.fine_tune_lr, baseline_val_loss=baseline,
                                       callbacks=logs("fine_tune"), resume=resume.state_of("fine_tune"),
-                                      samples=len(split.train), **common))
+                                      samples=len(split.train), cache=_boundary_cache(config, run), **common))
         saver.stage_done(stages[-1], final_weights=run.model.get_weights())
     elif config.fine_tune_epochs:
         log.info("--freeze all: no fine-tuning stage")
     return stages, cached
+
+
+def _boundary_cache(config: TrainConfig, run: _Prepared):
+    """What fine-tuning calls, once the base is frozen by spec, to train on the boundary cache; None when off."""
+    if config.fine_tune_cache == "off":
+        log.info("fine-tuning runs the whole base every step (--fine-tune-cache off)")
+        return None
+    from graftkit.features.boundary import boundary_cache
+
+    return lambda: boundary_cache(run.base, run.head, run.split, train_bn=config.train_bn, augment=config.augment,
+                                  batch_size=config.batch_size, seed=config.seed, feature_cache=config.feature_cache,
+                                  feature_memory_mb=config.feature_memory_mb)
 
 
 def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):
@@ -280,7 +292,7 @@ def write_run(run: Run, *, labels=None, outputs=None) -> None:
     ``labels`` and ``outputs`` (the validation labels and the model's outputs) draw a multi-label run's
     precision-recall curves and a regression's predicted-against-true plot.
     """
-    from graftkit.results.plots import plot_curves
+    from graftkit.results.plots import plot_curves, plot_scores
     from graftkit.training.checkpoint import mark_finished
 
     folder = run.run_dir
@@ -289,22 +301,10 @@ def write_run(run: Run, *, labels=None, outputs=None) -> None:
     if run.metrics.get("thresholds") is not None:
         atomic_write_json(folder / runfolder.THRESHOLDS_FILE, run.metrics["thresholds"])
     plot_curves([{"name": s.name, "history": s.history} for s in run.stages], folder / "curves.png")
-    _plot_scores(run, folder, labels, outputs)
+    if outputs is not None or run.metrics.get("task", {}).get("kind", "single") == "single":
+        plot_scores(run.metrics, labels, outputs, folder)
     from graftkit.results.report import write_run_report
 
     write_run_report(folder, metrics=run.metrics, config=run.config, mistakes=run.mistakes)
     atomic_save_model(run.model, folder / runfolder.MODEL_FILE)
     mark_finished(folder)
-
-
-def _plot_scores(run: Run, folder: Path, labels, outputs) -> None:
-    """The task's picture of the validation scores: a confusion matrix, PR curves, or predicted against true."""
-    from graftkit.results import plots
-
-    kind = run.metrics.get("task", {}).get("kind", "single")
-    if kind == "single":
-        plots.plot_confusion(run.metrics["confusion_matrix"], run.class_names, folder / "confusion.png")
-    elif outputs is not None and kind == "multilabel":
-        plots.plot_pr_curves(labels, outputs, run.class_names, folder / "pr_curves.png")
-    elif outputs is not None:
-        plots.plot_regression(labels, outputs, folder / "regression.png")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import keras
 
@@ -301,18 +301,38 @@ def fine_tune_stage(
     resume: StageState | None = None,
     samples: int | None = None,
     task=None,
+    cache=None,
 ) -> StageResult:
     """Unfreeze the top of the base by ``freeze`` and train at a lower learning rate.
 
     When no epoch beats ``baseline_val_loss`` (the head stage's best), the weights from
     before fine-tuning are put back and the result is marked ``kept=False``. ``checkpoint``
     ``resume``, ``samples`` and ``task`` are as for :func:`fit_stage`.
+
+    ``cache``, when given, is called once the base is frozen by spec and returns a
+    :class:`graftkit.features.boundary.FineTuneCache` (or None, having said why): the stage then
+    trains the top of the base and the head on the tensors cached at the freeze boundary instead
+    of ``train_data`` and ``val_data``, the same layers with the same optimizer, early stopping and
+    class weights. Its checkpoints hold the whole model's weights either way, so a run resumes
+    whichever way it fine-tunes.
     """
     before = model.get_weights()
     apply_freeze(base_model, freeze, train_bn=train_bn)
-    result = fit_stage("fine_tune", model, train_data, val_data, epochs=epochs,
-                       learning_rate=learning_rate, patience=patience, class_weight=class_weight,
-                       callbacks=callbacks, checkpoint=checkpoint, resume=resume, samples=samples, task=task)
+    if cache is not None and resume is not None:
+        from graftkit.training.checkpoint import put_back
+
+        put_back(model, resume.weights)  # the cache is filled by the weights the run had reached
+    cached = cache() if cache is not None else None
+    if cached is None:
+        result = fit_stage("fine_tune", model, train_data, val_data, epochs=epochs,
+                           learning_rate=learning_rate, patience=patience, class_weight=class_weight,
+                           callbacks=callbacks, checkpoint=checkpoint, resume=resume, samples=samples, task=task)
+    else:
+        whole = _WholeWeights(model, cached.model)
+        result = fit_stage("fine_tune", cached.model, cached.train, cached.val, epochs=epochs,
+                           learning_rate=learning_rate, patience=patience, class_weight=class_weight,
+                           callbacks=callbacks, checkpoint=whole.checkpointer(checkpoint),
+                           resume=whole.part_state(resume), samples=samples, task=task)
     if result.best_val_loss > baseline_val_loss:
         model.set_weights(before)
         result.kept = False
@@ -320,3 +340,47 @@ def fine_tune_stage(
                  f"{baseline_val_loss:.4f}): kept the head-stage weights")
     base_model.trainable = False
     return result
+
+
+class _WholeWeights:
+    """Translates weights between a model and a part of it that shares its layers (cached fine-tuning's model).
+
+    A checkpoint written while training the part holds the whole model's weights, and a state
+    read from any checkpoint is cut down to the part's, so checkpoints do not depend on which
+    model trained.
+    """
+
+    def __init__(self, whole: keras.Model, part: keras.Model):
+        self.whole, self.part = whole, part
+        where = {id(variable): i for i, variable in enumerate(whole.weights)}
+        self.rows = [where[id(variable)] for variable in part.weights]
+
+    def to_whole(self, weights: list | None) -> list | None:
+        if weights is None:
+            return None
+        values = self.whole.get_weights()
+        for row, value in zip(self.rows, weights):
+            values[row] = value
+        return values
+
+    def to_part(self, weights: list | None) -> list | None:
+        return None if weights is None else [weights[row] for row in self.rows]
+
+    def part_state(self, state: StageState | None) -> StageState | None:
+        if state is None:
+            return None
+        return replace(state, weights=self.to_part(state.weights), best_weights=self.to_part(state.best_weights))
+
+    def checkpointer(self, checkpoint: Checkpointer | None):
+        if checkpoint is None:
+            return None
+        translate = self
+
+        class Whole:
+            def record(self, stage, epoch, history, model, optimizer_slots, stopper):
+                checkpoint.epoch_done(stage, epoch, history, translate.to_whole(model.get_weights()),
+                                      [v.numpy() for v in optimizer_slots], stopper.state(),
+                                      translate.to_whole(stopper.best_weights),
+                                      [v.numpy() for v in translate.whole.variables if "seed_generator" in v.path])
+
+        return Whole()

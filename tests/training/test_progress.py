@@ -76,7 +76,7 @@ def test_graft_train_prints_only_its_json_line_on_stdout(tmp_path):
     lines = result.stdout.splitlines()
     assert len(lines) == 1, result.stdout[-3000:]
     answer = json.loads(lines[0])
-    assert set(answer) == {"run_dir", "accuracy"} and Path(answer["run_dir"]).is_dir()
+    assert set(answer) == {"run_dir", "task", "accuracy"} and answer["task"] == "single" and Path(answer["run_dir"]).is_dir()
     err = result.stderr
     assert not CONTROL.search(err), "control characters in a non-terminal stderr"
     assert re.search(r"^graft: features: 36/36 images in [\d.]+ s \([\d.]+ images/s\)$", err, re.MULTILINE)
