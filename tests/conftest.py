@@ -111,3 +111,40 @@ def messy_run(tmp_path_factory):
         finally:
             sys.stderr = saved
     return run, mess, stderr.getvalue()
+
+
+@pytest.fixture()
+def empty_feature_cache(tmp_path, monkeypatch):
+    """A test of its own feature cache, empty at its start (the seeded tiny model is the same in every test)."""
+    monkeypatch.setenv("GRAFT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture()
+def personal(tmp_path):
+    """A tiny personal CNN saved as .keras (seeded: the same model every time)."""
+    from tests.helpers import tiny_cnn
+
+    return tiny_cnn(tmp_path / "personal.keras")
+
+
+@pytest.fixture()
+def images(tmp_path):
+    """Ten small generated PNGs, two colour classes, as sorted paths."""
+    root = write_images(tmp_path / "imgs", {"red": 5, "green": 5})
+    return sorted(str(p) for p in root.rglob("*.png"))
+
+
+@pytest.fixture()
+def computed(monkeypatch):
+    """Counts the images each feature extraction runs through the base."""
+    from graftkit.features import extract
+
+    calls = []
+    original = extract._compute
+
+    def counting(base, paths, rows, out, *args):
+        calls.append(len(list(rows)))
+        return original(base, paths, rows, out, *args)
+
+    monkeypatch.setattr(extract, "_compute", counting)
+    return calls

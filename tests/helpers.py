@@ -60,3 +60,17 @@ def train_tiny_run(root: Path, **options) -> Path:
     finally:
         log.set_quiet(False)
     return run.run_dir
+
+
+LAYER_NAMES = ["c1", "b1", "r1", "c2", "b2", "r2", "c3"]
+
+
+def small_base(end_with_conv=True):
+    """A 16 x 16 Sequential base named ``base``: conv / BatchNorm / ReLU twice, then a conv (layers ``LAYER_NAMES``)."""
+    layers = [keras.layers.Conv2D(4, 3, padding="same", name="c1"),
+              keras.layers.BatchNormalization(name="b1"), keras.layers.ReLU(name="r1"),
+              keras.layers.Conv2D(4, 3, padding="same", name="c2"),
+              keras.layers.BatchNormalization(name="b2"), keras.layers.ReLU(name="r2")]
+    if end_with_conv:
+        layers.append(keras.layers.Conv2D(4, 3, padding="same", name="c3"))
+    return keras.Sequential([keras.Input((16, 16, 3)), *layers], name="base")

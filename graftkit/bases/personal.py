@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 
 from graftkit.bases.keras2 import keras2_config_for_keras3
-from graftkit.errors import GraftError
+from graftkit.errors import GraftError, error_chain
 
 H5_SUFFIXES = (".h5", ".hdf5")
 
@@ -160,8 +160,8 @@ def _keras_load(path: Path, trust: bool, what: str) -> keras.Model:
         raise GraftError(_other_python(what)) from error
     except (TypeError, ValueError) as error:
         message = _first_line(error)
-        chain = [_first_line(e) for e in _causes(error)]  # Keras wraps the real reason in generic errors
-        if any(isinstance(e, EOFError) or "marshal data" in str(e) for e in _causes(error)):
+        chain = [_first_line(e) for e in error_chain(error)]  # Keras wraps the real reason in generic errors
+        if any(isinstance(e, EOFError) or "marshal data" in str(e) for e in error_chain(error)):
             raise GraftError(_other_python(what)) from error
         if any("safe_mode" in m for m in chain):
             raise GraftError(f"model file '{what}' contains custom code: {TRUST_HINT}") from error
@@ -180,14 +180,6 @@ def _other_python(what: str) -> str:
             f"(Keras 2 stores it as bytecode, which Python {sys.version_info.major}.{sys.version_info.minor} cannot "
             "read): re-save the model without the Lambda in the Python that made it, or rebuild the model in code "
             "and load these weights (model.load_weights(file, by_name=True))")
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    chain = []
-    while error is not None and error not in chain and len(chain) < 20:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
-    return chain
 
 
 def _load_h5(path: Path, trust: bool) -> keras.Model:

@@ -124,7 +124,7 @@ def data_warnings(split, *, digests: dict[str, str] | None = None, label_lists=N
             found.append({"kind": "few_images", "class": name, "count": n, "message":
                           f"class '{name}' has only {n} training image{'s' * (n != 1)}: too few to learn it "
                           f"reliably; add images (at least {FEW_IMAGES}, better 20 or more)"})
-    if split.task == "single" and all(_is_number(name) for name in split.class_names):
+    if split.task == "single" and all(is_number(name) for name in split.class_names):
         found.append({"kind": "numeric_classes", "classes": split.class_names, "message":
                       f"the class names are all numbers ({', '.join(split.class_names[:4])}...): if they are "
                       "a quantity, train with --task regression"})
@@ -152,7 +152,13 @@ def upscale_warning(sizes: dict[str, tuple[int, int]], paths: list[str], image_s
     return warning
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (a class folder named by a quantity).
+
+    Example:
+        >>> is_number("0.5"), is_number("cats")
+        (True, False)
+    """
     try:
         float(text)
     except ValueError:

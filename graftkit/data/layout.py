@@ -17,6 +17,7 @@ from graftkit.data.check import (
     reason_of,
     scan,
 )
+from graftkit.data.labels import is_number
 from graftkit.errors import GraftError
 
 # Windows marks these hidden by attribute, not by name, so their owners never see them to move them.
@@ -196,7 +197,7 @@ def _from_folders(root, task: str, strict: bool):
         sources = [(None, _usable(classes, checked, root))]
         how = None
     if task == "regression":
-        bad = next((name for _, classes in sources for name in classes if not _is_number(name)), None)
+        bad = next((name for _, classes in sources for name in classes if not is_number(name)), None)
         if bad is not None:
             raise GraftError(f"--task regression needs class folders named by numbers (the target), and "
                              f"'{bad}' is not one: rename the folders, or use a label table with a target column")
@@ -240,14 +241,6 @@ def _each_class_twice(labels: np.ndarray, names: list[str], root, skipped: list[
             after = f" after skipping {dropped} bad file{'s' if dropped > 1 else ''}" if dropped else ""
             raise GraftError(f"class '{name}' has only {count} image{'s' if count != 1 else ''} ('{folder}'){after}: "
                              "a class needs at least 2 to split into train and val; add images or remove it")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def labelled_images(root, class_names: list[str], *, strict: bool = False, task: str = "single",

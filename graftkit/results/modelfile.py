@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from graftkit.errors import GraftError
+from graftkit.errors import GraftError, error_chain
 from graftkit.runfolder import CLASSES_FILE, MODEL_FILE, SPLIT_FILE, UNFINISHED_FILE
 
 
@@ -62,7 +62,7 @@ def load_trained(path: str | Path, *, trust_model: bool = False):
         model = keras.saving.load_model(model_path, compile=False, safe_mode=not trust_model,
                                         custom_objects={"graftkit>Preprocess": _legacy_preprocess()})
     except Exception as error:  # Keras raises many types for a file that is not a model
-        if any("safe_mode" in str(e) for e in _causes(error)):
+        if any("safe_mode" in str(e) for e in error_chain(error)):
             raise GraftError(f"model '{model_path}' holds Python code (a Lambda layer of its personal base): pass "
                              "--trust-model (trust_model=True) only if you trust the run") from None
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
@@ -86,14 +86,6 @@ def holds_python_code(model) -> bool:
     from graftkit.model.graph import flatten_layers
 
     return any(isinstance(layer, keras.layers.Lambda) for layer in flatten_layers(model))
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    chain = []
-    while error is not None and error not in chain and len(chain) < 20:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
-    return chain
 
 
 def _legacy_preprocess():

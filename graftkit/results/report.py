@@ -239,23 +239,32 @@ def _regression_table(scores: dict) -> str:
 
 def _per_label_table(scores: dict) -> str:
     """One row per label with its threshold; beyond :data:`TABLE_CLASSES` labels, folded, worst F1 first."""
+    table = _rows_table(scores, "label", [("threshold", lambda r: f'{r["threshold"]:.4f}'),
+                                          ("AP", lambda r: _cell(r["average_precision"]))])
+    return ('<section id="per-label"><h2>Per-label thresholds, precision, recall and F1</h2>'
+            '<p class="muted">a label is predicted when its probability is at least its threshold (thresholds.json '
+            "beside the model); AP: average precision over all thresholds; support: images with the label</p>"
+            f"{table}</section>")
+
+
+def _rows_table(scores: dict, what: str, extra: list) -> str:
+    """The per-class (or per-label) table: ``extra`` columns, then precision, recall, F1 and support; beyond
+    :data:`TABLE_CLASSES` rows, folded away and worst F1 first."""
     e = html.escape
     items = list(scores["per_class"].items())
     many = len(items) > TABLE_CLASSES
     if many:
         items.sort(key=lambda item: (item[1]["f1"], item[0]))
-    rows = "".join(
-        f'<tr><td class="name">{e(name)}</td><td>{row["threshold"]:.4f}</td><td>{_cell(row["average_precision"])}'
-        f'</td><td>{row["precision"]:.4f}</td><td>{row["recall"]:.4f}</td><td>{row["f1"]:.4f}</td>'
-        f'<td>{row["support"]}</td></tr>' for name, row in items)
-    table = ('<table><tr><th class="name">label</th><th>threshold</th><th>AP</th><th>precision</th><th>recall</th>'
-             f"<th>F1</th><th>support</th></tr>{rows}</table>")
+    columns = [*extra, ("precision", lambda r: f'{r["precision"]:.4f}'), ("recall", lambda r: f'{r["recall"]:.4f}'),
+               ("F1", lambda r: f'{r["f1"]:.4f}'), ("support", lambda r: str(r["support"]))]
+    head = f'<tr><th class="name">{what}</th>' + "".join(f"<th>{name}</th>" for name, _ in columns) + "</tr>"
+    rows = "".join(f'<tr><td class="name">{e(name)}</td>' + "".join(f"<td>{cell(row)}</td>" for _, cell in columns)
+                   + "</tr>" for name, row in items)
+    table = f"<table>{head}{rows}</table>"
     if many:
-        table = f"<details><summary>all {len(items)} labels, lowest F1 first</summary>{table}</details>"
-    return ('<section id="per-label"><h2>Per-label thresholds, precision, recall and F1</h2>'
-            '<p class="muted">a label is predicted when its probability is at least its threshold (thresholds.json '
-            "beside the model); AP: average precision over all thresholds; support: images with the label</p>"
-            f"{table}</section>")
+        table = (f"<details><summary>all {len(items)} {'classes' if what == 'class' else 'labels'}, lowest F1 first"
+                 f"</summary>{table}</details>")
+    return table
 
 
 def _plot_section(caption: str, png: Path, folder: Path, note: str = "") -> str:
@@ -291,20 +300,7 @@ def _stages_table(stages: dict) -> str:
 
 def _per_class_table(scores: dict) -> str:
     """One row per class; beyond :data:`TABLE_CLASSES` classes, folded away and worst F1 first."""
-    e = html.escape
-    items = list(scores["per_class"].items())
-    many = len(items) > TABLE_CLASSES
-    if many:
-        items.sort(key=lambda item: (item[1]["f1"], item[0]))
-    rows = "".join(
-        f'<tr><td class="name">{e(name)}</td><td>{row["precision"]:.4f}</td><td>{row["recall"]:.4f}</td>'
-        f'<td>{row["f1"]:.4f}</td><td>{row["support"]}</td></tr>'
-        for name, row in items)
-    table = ('<table><tr><th class="name">class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>'
-             f"</tr>{rows}</table>")
-    if many:
-        table = f"<details><summary>all {len(items)} classes, lowest F1 first</summary>{table}</details>"
-    return f'<section id="per-class"><h2>Per-class precision, recall and F1</h2>{table}</section>'
+    return f'<section id="per-class"><h2>Per-class precision, recall and F1</h2>{_rows_table(scores, "class", [])}</section>'
 
 
 def _confusion_table(scores: dict) -> str:

@@ -8,16 +8,7 @@ from graftkit.bases.loader import load_base
 from graftkit.features.key import feature_key
 from tests.helpers import tiny_cnn
 
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    """Each test starts from an empty feature cache (the seeded tiny model is the same in every test)."""
-    monkeypatch.setenv("GRAFT_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture()
-def personal(tmp_path):
-    return tiny_cnn(tmp_path / "personal.keras")
+pytestmark = pytest.mark.usefixtures("empty_feature_cache")
 
 
 def test_the_key_changes_with_everything_that_changes_the_features(personal, tmp_path):

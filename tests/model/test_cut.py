@@ -8,16 +8,7 @@ import pytest
 
 from graftkit.errors import GraftError
 from graftkit.model.cut import cut_at
-
-
-def _base(end_with_conv=True):
-    layers = [keras.layers.Conv2D(4, 3, padding="same", name="c1"),
-              keras.layers.BatchNormalization(name="b1"), keras.layers.ReLU(name="r1"),
-              keras.layers.Conv2D(4, 3, padding="same", name="c2"),
-              keras.layers.BatchNormalization(name="b2"), keras.layers.ReLU(name="r2")]
-    if end_with_conv:
-        layers.append(keras.layers.Conv2D(4, 3, padding="same", name="c3"))
-    return keras.Sequential([keras.Input((16, 16, 3)), *layers], name="base")
+from tests.helpers import small_base as _base
 
 
 # ---------------------------------------------------------------- cut_at / describe

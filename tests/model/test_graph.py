@@ -5,18 +5,8 @@ from __future__ import annotations
 import keras
 
 from graftkit.model.graph import describe_layers
-
-NAMES = ["c1", "b1", "r1", "c2", "b2", "r2", "c3"]
-
-
-def _base(end_with_conv=True):
-    layers = [keras.layers.Conv2D(4, 3, padding="same", name="c1"),
-              keras.layers.BatchNormalization(name="b1"), keras.layers.ReLU(name="r1"),
-              keras.layers.Conv2D(4, 3, padding="same", name="c2"),
-              keras.layers.BatchNormalization(name="b2"), keras.layers.ReLU(name="r2")]
-    if end_with_conv:
-        layers.append(keras.layers.Conv2D(4, 3, padding="same", name="c3"))
-    return keras.Sequential([keras.Input((16, 16, 3)), *layers], name="base")
+from tests.helpers import LAYER_NAMES as NAMES
+from tests.helpers import small_base as _base
 
 
 def test_describe_layers():

@@ -18,38 +18,8 @@ from graftkit.training.head_stage import (
     fit_on_features,
     predict_features,
 )
-from tests.helpers import tiny_cnn, write_images
 
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    """Each test starts from an empty feature cache (the seeded tiny model is the same in every test)."""
-    monkeypatch.setenv("GRAFT_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture()
-def personal(tmp_path):
-    return tiny_cnn(tmp_path / "personal.keras")
-
-
-@pytest.fixture()
-def images(tmp_path):
-    root = write_images(tmp_path / "imgs", {"red": 5, "green": 5})
-    return sorted(str(p) for p in root.rglob("*.png"))
-
-
-@pytest.fixture()
-def computed(monkeypatch):
-    """Counts the images each extraction runs through the base."""
-    calls = []
-    original = extract._compute
-
-    def counting(base, paths, rows, out, *args):
-        calls.append(len(list(rows)))
-        return original(base, paths, rows, out, *args)
-
-    monkeypatch.setattr(extract, "_compute", counting)
-    return calls
+pytestmark = pytest.mark.usefixtures("empty_feature_cache")
 
 
 def test_features_dataset_draws_one_view_per_image_per_epoch(tmp_path):
