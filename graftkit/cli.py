@@ -71,7 +71,8 @@ class _Help(argparse.HelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
-        if "(default" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+        absent = default is None or default is False or default == [] or default == argparse.SUPPRESS
+        if "(default" in text or absent or not action.option_strings:
             return text
         return f"{text} (default: {str(default).replace('%', '%%')})"
 

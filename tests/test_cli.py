@@ -187,3 +187,14 @@ def test_every_train_option_has_help_with_its_default():
     text = train.format_help()
     for shown in ("(default: 32)", "(default: last:30%)", "(default: 0.2)", "(default: lr / 10)"):
         assert shown in " ".join(text.split()), shown
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export", "advise", "inspect", "demo"])
+def test_every_option_of_every_command_has_help(command):
+    from graftkit.cli import build_parser
+
+    parser = build_parser()._graft_commands[command]
+    for action in parser._actions:
+        assert action.help, f"graft {command} {action.option_strings or action.dest} has no help"
+        if action.option_strings and isinstance(action.default, (int, float)) and not isinstance(action.default, bool):
+            assert "(default" in parser._get_formatter()._get_help_string(action), action.option_strings
