@@ -111,7 +111,7 @@ class progress:
         if self._live is not None:
             speed = f"{rate(self.done, now - self.start)} {self.unit}/s"
             self._live.update(self._task, completed=self.done, rate=speed, values=self._values_text())
-        elif now - self._last >= LINE_EVERY:
+        elif now - self._last >= LINE_EVERY and not (self.total and self.done >= self.total):  # close() says it
             self._last = now
             total = f"/{self.total}" if self.total else ""
             values = self._values_text()
