@@ -11,13 +11,13 @@ $(BIN)/activate:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e '.[demo]'
+	$(BIN)/pip install -q -e '.[cpu,demo]'
 	touch $@
 
 # tf-keras writes genuine Keras 2 model files for the personal-model tests; it asks for full
 # tensorflow, but works beside tensorflow-cpu, hence --no-deps.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[demo,test,export,tensorboard]'
+	$(BIN)/pip install -q -e '.[cpu,demo,test,export,tensorboard]'
 	$(BIN)/pip install -q --no-deps tf-keras==2.21.0
 	touch $@
 

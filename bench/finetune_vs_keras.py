@@ -3,6 +3,7 @@
 Run from the project root, with the shared folder beside it::
 
     python bench/finetune_vs_keras.py --data hymenoptera --freeze last:20 last:30% --rounds 3
+    python bench/finetune_vs_keras.py --freeze last:30% --views 1 2 4 --arms graftkit --rounds 3
 
 For every (data set, freeze spec) it alternates, round after round, two arms, each in a fresh
 child process so that peak RSS is its own:
@@ -15,9 +16,10 @@ child process so that peak RSS is its own:
 - ``graftkit``: :func:`graftkit.training.stages.fine_tune_stage` on the same model, the same
   trainable layers, optimizer, epochs and batch size, with the boundary cache on an empty cache
   folder: filling the cache (every view of every training image, the validation images) is timed.
+  ``--views K ...`` runs it once per number of cached views (default: graftkit's default).
 
 Both arms start from the same head (Example 2 fine-tunes straight away; round ``r`` seeds both with
-``r``) and see the same images. Timed: from a built model to the end of the last epoch,
+``r`` + ``--first-seed``) and see the same images. Timed: from a built model to the end of the last epoch,
 validation included; loading the base is left out of both. Printed per arm: wall seconds,
 CPU seconds (all threads), the cache's fill seconds, peak RSS, disk used by the cache and the
 last epoch's validation accuracy; then the ratios and the accuracy's mean and sd over rounds.
@@ -50,7 +52,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first round (round r: this + r)")
     parser.add_argument("--size", type=int, nargs="+", help="input size per data set (default 224; 128 for flowers128)")
+    parser.add_argument("--views", type=int, nargs="+", default=[None],
+                        help="augmented views cached per training image in the graftkit arm, one run of it per K "
+                             "(default: graftkit's default)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="the arms to run")
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -67,24 +74,33 @@ def main() -> None:
         folder = Path(data) if Path(data).is_dir() else shared_dir() / "data" / data
         size = args.size[index] if args.size else (128 if folder.name == "flowers128" else 224)
         for freeze in args.freeze:
-            runs = {arm: [] for arm in ARMS}
+            # One arm per (article) or per number of views (graftkit): ("graftkit", K) with K None for the default.
+            arms = [(arm, None) for arm in ARMS if arm == "article" and arm in args.arms] + \
+                   [("graftkit", k) for k in args.views if "graftkit" in args.arms]
+            runs = {arm: [] for arm in arms}
             for round_ in range(args.rounds):
-                order = ARMS if round_ % 2 == 0 else ARMS[::-1]  # neither arm always meets the same load
-                for arm in order:
+                order = arms if round_ % 2 == 0 else arms[::-1]  # no arm always meets the same load
+                for arm, views in order:
                     with tempfile.TemporaryDirectory(prefix="graftkit-bench-") as cache:
                         spec = {"arm": arm, "data": str(folder), "base": args.base, "size": size,
-                                "freeze": freeze, "epochs": args.epochs, "batch": args.batch, "seed": round_}
+                                "freeze": freeze, "epochs": args.epochs, "batch": args.batch,
+                                "seed": args.first_seed + round_, "views": views}
                         result = child(spec, {**env, "GRAFT_CACHE_DIR": cache})
-                    runs[arm].append(result)
-                    print(f"  {folder.name} {freeze} round {round_ + 1} {arm:9s} {result['seconds']:7.1f} s "
-                          f"(fill {result['fill_seconds']:5.1f} s) cpu {result['cpu_seconds']:7.1f} s "
-                          f"rss {result['peak_rss_mb']:5.0f} MB disk {result['disk_mb']:6.1f} MB "
-                          f"val acc {result['val_accuracy']:.4f}", flush=True)
-            results.append({"data": folder.name, "freeze": freeze, "size": size, "runs": runs,
-                            "load": os.getloadavg()})
+                    runs[arm, views].append(result)
+                    print(f"  {folder.name} {freeze} round {round_ + 1} {label(arm, result):12s} "
+                          f"{result['seconds']:7.1f} s (fill {result['fill_seconds']:5.1f} s) "
+                          f"cpu {result['cpu_seconds']:7.1f} s rss {result['peak_rss_mb']:5.0f} MB "
+                          f"disk {result['disk_mb']:6.1f} MB val acc {result['val_accuracy']:.4f}", flush=True)
+            results.append({"data": folder.name, "freeze": freeze, "size": size, "load": os.getloadavg(),
+                            "runs": {label(arm, rs[0]): rs for (arm, _), rs in runs.items()}})
             report(results[-1], args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def label(arm: str, result: dict) -> str:
+    """``article``, or ``graftkit K=2`` with the views the run cached."""
+    return arm if arm == "article" else f"{arm} K={result['views']}"
 
 
 def child(spec: dict, env: dict) -> dict:
@@ -106,20 +122,26 @@ def report(result: dict, args) -> None:
         values = [r["val_accuracy"] for r in runs[arm]]
         return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0:.4f}"
 
-    paired = statistics.median(a["seconds"] / g["seconds"] for a, g in zip(runs["article"], runs["graftkit"]))
-    epoch = statistics.median((a["seconds"] / args.epochs) / ((g["seconds"] - g["fill_seconds"]) / args.epochs)
-                              for a, g in zip(runs["article"], runs["graftkit"]))
+    rounds = len(next(iter(runs.values())))
     print(f"\n{result['data']} at {result['size']} px, {args.base}, --freeze {result['freeze']}, {args.epochs} epochs, "
-          f"batch {args.batch}, medians of {len(runs['article'])} rounds (load average {result['load'][0]:.2f})")
-    print(f"{'arm':10s} {'seconds':>8s} {'fill s':>7s} {'CPU s':>7s} {'peak RSS MB':>12s} {'disk MB':>8s} "
-          f"{'val acc mean ± sd':>18s}")
-    for arm in ARMS:
-        print(f"{arm:10s} {median(arm, 'seconds'):8.1f} {median(arm, 'fill_seconds'):7.1f} "
+          f"batch {args.batch}, medians of {rounds} rounds (load average {result['load'][0]:.2f})")
+    print(f"{'arm':12s} {'seconds':>8s} {'fill s':>7s} {'CPU s':>7s} {'peak RSS MB':>12s} {'disk MB':>8s} "
+          f"{'val acc mean ± sd':>18s} {'best val acc':>18s}")
+    for arm in runs:
+        best = [r["best_val_accuracy"] for r in runs[arm]]
+        print(f"{arm:12s} {median(arm, 'seconds'):8.1f} {median(arm, 'fill_seconds'):7.1f} "
               f"{median(arm, 'cpu_seconds'):7.1f} {median(arm, 'peak_rss_mb'):12.0f} {median(arm, 'disk_mb'):8.1f} "
-              f"{accuracy(arm):>18s}")
-    cpu = median("article", "cpu_seconds") / median("graftkit", "cpu_seconds")
-    print(f"wall ratio (fill included) {paired:.2f}, CPU ratio {cpu:.2f}, per epoch after the fill {epoch:.2f}\n",
-          flush=True)
+              f"{accuracy(arm):>18s} {statistics.mean(best):>18.4f}")
+    for arm in runs:
+        if "article" not in runs or arm == "article":
+            continue
+        pairs = list(zip(runs["article"], runs[arm]))
+        paired = statistics.median(a["seconds"] / g["seconds"] for a, g in pairs)
+        epoch = statistics.median(a["seconds"] / (g["seconds"] - g["fill_seconds"]) for a, g in pairs)
+        cpu = median("article", "cpu_seconds") / median(arm, "cpu_seconds")
+        print(f"{arm}: wall ratio (fill included) {paired:.2f}, CPU ratio {cpu:.2f}, "
+              f"per epoch after the fill {epoch:.2f}")
+    print(flush=True)
 
 
 # ---------------------------------------------------------------- the arms (run in a child process)
@@ -146,7 +168,7 @@ def run_arm(spec: dict) -> dict:
                          shuffle=True, seed=spec["seed"], augment=True)
     val = make_dataset(split.val.paths, split.val.labels, image_size=spec["size"], batch_size=spec["batch"])
     freeze = parse_freeze(spec["freeze"])
-    fill = [0.0]
+    fill, views = [0.0], [None]
     start, cpu = time.perf_counter(), cpu_seconds()
     if spec["arm"] == "article":
         import tensorflow as tf
@@ -166,7 +188,9 @@ def run_arm(spec: dict) -> dict:
 
         def cache():
             begun = time.perf_counter()
-            cached = boundary_cache(base, head, split, augment=True, batch_size=spec["batch"], seed=spec["seed"])
+            cached = boundary_cache(base, head, split, augment=True, batch_size=spec["batch"], seed=spec["seed"],
+                                    views=spec["views"])
+            views[0] = cached and cached.views
             fill[0] = time.perf_counter() - begun
             if cached is None:
                 raise SystemExit("the boundary cache did not apply")
@@ -181,6 +205,7 @@ def run_arm(spec: dict) -> dict:
     disk = sum(f.stat().st_size for f in (settings.cache_dir() / "features").rglob("*") if f.is_file()) \
         if (settings.cache_dir() / "features").is_dir() else 0
     return {"seconds": seconds, "cpu_seconds": cpu, "fill_seconds": fill[0], "disk_mb": disk / 2 ** 20,
+            "views": views[0],
             "val_accuracy": history["val_accuracy"][-1], "best_val_accuracy": max(history["val_accuracy"]),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("graft: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130
+    except ModuleNotFoundError as error:  # on x86_64 TensorFlow comes from an extra (pyproject.toml)
+        if error.name != "tensorflow":
+            raise
+        print("graft: error: TensorFlow is not installed: pip install 'graftkit[cpu]', or 'graftkit[gpu]' on a "
+              "machine with an NVIDIA GPU", file=sys.stderr)
+        return 2
 
 
 class _UsageError(Exception):

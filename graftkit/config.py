@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graftkit.errors import GraftError
+from graftkit.features.boundary import DEFAULT_VIEWS as DEFAULT_FINE_TUNE_VIEWS
 
 DEFAULT_BASE = "efficientnet_lite0"
 FALLBACK_BASE = "mobilenet_v2"
@@ -111,9 +112,16 @@ class TrainConfig:
                                           "boundary, computed once per image and augmented view (auto: when the "
                                           "frozen part is a prefix of the base), or off to run the whole base "
                                           "every step", choices=["auto", "off"])
+    fine_tune_views: int = option(DEFAULT_FINE_TUNE_VIEWS, "augmented views of each training image cached at the "
+                                                           "freeze boundary, one drawn per image each epoch "
+                                                           "(one exact view with --no-augment)", metavar="K",
+                                  check=(lambda v: 1 <= v <= 64, "use 1 to 64"))
     feature_memory_mb: int | None = option(None, "most MB of cached features held in memory", metavar="MB",
                                            shown="an eighth of RAM, at most 2048",
                                            check=(lambda v: v >= 1, "use 1 or more"))
+    precision: str = option("float32", "mixed: compute in 16 bits (float16 on a GPU, bfloat16 on a CPU with "
+                                       "AVX-512 BF16 or AMX; refused elsewhere), variables and the head's output "
+                                       "in float32", choices=["float32", "mixed"])
     tensorboard: bool = option(False, "write TensorBoard logs of each stage to RUN/logs")
     strict: bool = option(False, "make a bad image file, or a validation image that is also a training image, an "
                                  "error; by default it is skipped (or kept) with a warning")
@@ -140,6 +148,9 @@ class TrainConfig:
             raise GraftError("--epochs 0 skips the head stage and --freeze all skips fine-tuning: nothing would "
                              "train; set --epochs above 0 or unfreeze some layers (e.g. --freeze last:30%)")
         self._check_feature_cache()
+        from graftkit.model.precision import check_precision
+
+        check_precision(self.precision)
         if self.tensorboard:
             import importlib.util
 

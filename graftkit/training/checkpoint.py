@@ -8,6 +8,12 @@ epoch's checkpoint whole. A run folder holds an ``UNFINISHED`` marker from its s
 its model is written; then the marker and the checkpoint go.
 
 The checkpoint is a NumPy ``.npz`` read with ``allow_pickle=False``: resuming runs no code.
+
+It keeps only what training changes: the trainable and BatchNorm variables (current and best, the best
+written once when they are the current ones) and the optimizer's slots. A weight left out is one no stage trains (the frozen part of the base): a resumed run
+rebuilds the model from the same base, which holds that weight as it was, so weight lists read back hold
+None there and :func:`put_back` and :func:`filled` take the model's own value. For ResNet50 this is the
+difference between about 280 MB and a few MB an epoch in the head stage (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from graftkit.files import atomic_write_text, temporary_beside
 
 CHECKPOINT_FILE = runfolder.CHECKPOINT_FILE
 UNFINISHED_FILE = runfolder.UNFINISHED_FILE
-FORMAT = 1
+FORMAT = 2  # 2: weights no stage trains are left out (None when read back)
+READABLE = (1, 2)
 
 
 @dataclass
@@ -37,7 +44,8 @@ class StageState:
         stage: ``head`` or ``fine_tune``.
         epoch: epochs completed.
         history: per-epoch metrics of those epochs.
-        weights: weights of the model the stage trains (``get_weights`` order).
+        weights: weights of the model the stage trains (``get_weights`` order); None for a weight left out
+            (see :func:`changing_only`).
         optimizer: the optimizer's variables, in its own order.
         stopper: early stopping's ``wait``, ``best``, ``best_epoch`` and whether it stopped.
         best_weights: the weights early stopping would restore.
@@ -116,11 +124,20 @@ class Checkpointer:
 
         ``stopper`` is a :class:`graftkit.training.stages.Stopper`; :func:`restore_training` puts it all back.
         """
-        self.epoch_done(stage, epoch, history, model.get_weights(), [v.numpy() for v in optimizer_slots],
-                        stopper.state(), stopper.best_weights, [v.numpy() for v in _seed_states(model)])
+        self.epoch_done(stage, epoch, history, changing_only(model, model.get_weights()),
+                        [v.numpy() for v in optimizer_slots], stopper.state(),
+                        changing_only(model, stopper.best_weights), [v.numpy() for v in _seed_states(model)])
 
     def stage_done(self, result, *, head_weights: list | None = None, final_weights: list | None = None) -> None:
-        """Record a finished stage (a :class:`graftkit.training.stages.StageResult`) and the weights it left."""
+        """Record a finished stage (a :class:`graftkit.training.stages.StageResult`) and the weights it left.
+
+        ``final_weights`` keep only the weights the stage's last checkpointed epoch kept (what it trained):
+        the others are as the base was loaded.
+        """
+        current = self.resume.current
+        if final_weights is not None and current is not None and current.stage == result.name \
+                and len(current.weights) == len(final_weights):
+            final_weights = [w if c is not None else None for w, c in zip(final_weights, current.weights)]
         self.resume.done = [r for r in self.resume.done if r["name"] != result.name] + [asdict(result)]
         if head_weights is not None:
             self.resume.head_weights = head_weights
@@ -141,7 +158,14 @@ class Checkpointer:
                                 "stopper": current.stopper}
             arrays.update(_numbered("weights", current.weights))
             arrays.update(_numbered("optimizer", current.optimizer))
-            arrays.update(_numbered("best", current.best_weights))
+            best, same = current.best_weights, []
+            if best is not None and len(best) == len(current.weights):  # the best epoch is often this one
+                same = [i for i, (b, w) in enumerate(zip(best, current.weights))
+                        if b is not None and w is not None and np.array_equal(b, w)]
+                kept_once = set(same)
+                best = [None if i in kept_once else b for i, b in enumerate(best)]
+                arrays["best_same"] = np.array(same, np.int64)
+            arrays.update(_numbered("best", best))
             arrays.update(_numbered("seeds", current.seeds))
         arrays["state"] = np.array(json.dumps(state, default=_plain))
         with temporary_beside(self.path, suffix=".npz") as tmp:
@@ -162,14 +186,16 @@ def load(run_dir: str | Path) -> Resume | None:
         with np.load(path, allow_pickle=False) as npz:
             state = json.loads(str(npz["state"]))
             arrays = {name: npz[name] for name in npz.files if name != "state"}
-        if state.get("format") != FORMAT:
+        if state.get("format") not in READABLE:
             raise GraftError(f"checkpoint '{path}' is of another graftkit version: remove it to start the run over")
         current = None
         if state["current"] is not None:
             values = state["current"]
-            current = StageState(values["stage"], values["epoch"], values["history"], _listed(arrays, "weights"),
-                                 _listed(arrays, "optimizer"), values["stopper"], _listed(arrays, "best"),
-                                 _listed(arrays, "seeds"))
+            weights, best = _listed(arrays, "weights"), _listed(arrays, "best")
+            for i in arrays.get("best_same", []):  # best weights written once, as the current ones
+                best[int(i)] = weights[int(i)]
+            current = StageState(values["stage"], values["epoch"], values["history"], weights,
+                                 _listed(arrays, "optimizer"), values["stopper"], best, _listed(arrays, "seeds"))
         return Resume(done=state["done"], head_weights=_listed(arrays, "head"),
                       final_weights=_listed(arrays, "final"), current=current, data=state.get("data"))
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as error:
@@ -209,11 +235,65 @@ def restore_training(state: StageState, model, optimizer_slots) -> None:
 
 
 def put_back(model, weights: list) -> None:
-    """``model.set_weights(weights)`` from a checkpoint, or a one-line error when they do not fit the model."""
+    """``model.set_weights(weights)`` from a checkpoint, or a one-line error when they do not fit the model.
+
+    A weight the checkpoint left out (None) keeps the model's own value.
+    """
     shapes = [tuple(w.shape) for w in model.weights]
-    if shapes != [tuple(np.shape(w)) for w in weights]:
+    if len(shapes) != len(weights) or any(w is not None and tuple(np.shape(w)) != shape
+                                          for w, shape in zip(weights, shapes)):
         raise _does_not_fit(f"{len(weights)} weights saved, the model has {len(shapes)} or other shapes")
-    model.set_weights(weights)
+    for variable, value in zip(model.weights, weights):
+        if value is not None:
+            variable.assign(value)
+
+
+def changing_only(model, weights: list | None) -> list | None:
+    """``weights`` (``model``'s, in ``get_weights`` order) with None for those no training changes now.
+
+    Kept: trainable weights and every BatchNormalization weight (its statistics move when it trains);
+    left out: the frozen weights, which stay as the base was loaded.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+        >>> m.layers[0].trainable = False
+        >>> [w is None for w in changing_only(m, m.get_weights())]
+        [True, True, False, False]
+    """
+    if weights is None:
+        return None
+    keep = _changing(model)
+    return [w if k else None for w, k in zip(weights, keep)]
+
+
+def filled(model, weights: list | None) -> list | None:
+    """``weights`` from a checkpoint with each weight it left out (None) taken from ``model``.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer="ones")])
+        >>> [w.tolist() for w in filled(m, [None, np.array([5.0])])]
+        [[[1.0], [1.0]], [5.0]]
+    """
+    if weights is None or all(w is not None for w in weights):
+        return weights
+    current = model.weights
+    if len(current) != len(weights):
+        raise _does_not_fit(f"{len(weights)} weights saved, the model has {len(current)}")
+    return [v.numpy() if w is None else w for v, w in zip(current, weights)]
+
+
+def _changing(model) -> list[bool]:
+    """Per weight of ``model``: whether training may change it (trainable, or a BatchNormalization weight)."""
+    import keras
+
+    from graftkit.model.graph import flatten_layers
+
+    trainable = {id(v) for v in model.trainable_weights}
+    batchnorm = {id(v) for layer in flatten_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
+                 for v in layer.weights}
+    return [id(v) in trainable or id(v) in batchnorm for v in model.weights]
 
 
 def _does_not_fit(detail: str) -> GraftError:
@@ -284,14 +364,14 @@ def is_unfinished(run_dir: str | Path) -> bool:
 def _numbered(name: str, values: list | None) -> dict:
     if values is None:
         return {}
-    arrays = {f"{name}_{i}": np.asarray(value) for i, value in enumerate(values)}
+    arrays = {f"{name}_{i}": np.asarray(value) for i, value in enumerate(values) if value is not None}
     return arrays | {f"{name}_count": np.array(len(values))}
 
 
 def _listed(arrays: dict, name: str) -> list | None:
     if f"{name}_count" not in arrays:
         return None
-    return [arrays[f"{name}_{i}"] for i in range(int(arrays[f"{name}_count"]))]
+    return [arrays.get(f"{name}_{i}") for i in range(int(arrays[f"{name}_count"]))]
 
 
 def _plain(value):

@@ -24,13 +24,18 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     """
     import keras
 
+    from graftkit.model.precision import policy_for, using
     from graftkit.results.evaluate import format_scores
 
+    policy = policy_for(config.precision)
+    if policy != "float32":
+        log.info(f"precision: {policy} (variables and the head's output in float32)")
     keras.utils.set_random_seed(config.seed)  # the same seed gives the same run
     started = time.perf_counter()
-    prepared = _prepare(config, resume)
-    stages, cached = _train_stages(config, prepared)
-    scores, probabilities = _final_scores(config, prepared, stages, cached)
+    with using(policy):
+        prepared = _prepare(config, resume)
+        stages, cached = _train_stages(config, prepared)
+        scores, probabilities = _final_scores(config, prepared, stages, cached)
     run = _finished_run(config, prepared, stages, scores, probabilities, time.perf_counter() - started)
     write_run(run, labels=prepared.split.val.labels, outputs=probabilities)
     log.info(format_scores(scores))
@@ -72,6 +77,10 @@ def _prepare(config: TrainConfig, resume) -> _Prepared:
              f"({split.how}; task {split.task})")
     base = load_base(config.base, image_size=config.image_size, weights=config.weights, cut=config.cut,
                      preprocess=config.preprocess, trust_model=config.trust_model)
+    if config.precision != "float32":
+        from graftkit.model.precision import follow_policy
+
+        base.model = follow_policy(base.model)  # a model file pins its layers to the precision it was saved in
     log.info(f"base: {base.source} cut at '{base.cut}' -> features {base.feature_shape}, "
              f"preprocessing '{base.preprocessing}', weights {base.weights}")
     warnings = list(split.warnings)
@@ -89,8 +98,11 @@ def _prepare(config: TrainConfig, resume) -> _Prepared:
         raise GraftError(f"the images in '{config.data}' are not those the run in '{run_dir}' started with (some "
                          "were added, removed or renamed): put them back as they were, or start a new run")
     task = Task.for_labels(split.task, split.train.labels)
-    head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling, hidden=config.hidden,
-                      dropout=config.dropout, seed=config.seed, task=task)
+    from graftkit.model.precision import using
+
+    with using("float32"):  # the head computes in float32 under any precision: its output feeds the loss
+        head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
+                          hidden=config.hidden, dropout=config.dropout, seed=config.seed, task=task)
     weights = None
     if config.class_weights == "auto" and task.kind == "single":
         weights = class_weights(split.train.labels, len(split.class_names))
@@ -166,8 +178,8 @@ def _boundary_cache(config: TrainConfig, run: _Prepared):
     from graftkit.features.boundary import boundary_cache
 
     return lambda: boundary_cache(run.base, run.head, run.split, train_bn=config.train_bn, augment=config.augment,
-                                  batch_size=config.batch_size, seed=config.seed, feature_cache=config.feature_cache,
-                                  feature_memory_mb=config.feature_memory_mb)
+                                  batch_size=config.batch_size, seed=config.seed, views=config.fine_tune_views,
+                                  feature_cache=config.feature_cache, feature_memory_mb=config.feature_memory_mb)
 
 
 def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):

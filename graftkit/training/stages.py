@@ -9,7 +9,7 @@ import keras
 
 from graftkit import log
 from graftkit.model.freeze import FreezeSpec, apply_freeze
-from graftkit.training.checkpoint import Checkpointer, StageState, restore_training
+from graftkit.training.checkpoint import Checkpointer, StageState, changing_only, filled, restore_training
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Stopper(keras.callbacks.EarlyStopping):
         if self.resume is not None:
             for name, value in self.resume.stopper.items():
                 setattr(self, name, value)
-            self.best_weights = self.resume.best_weights
+            self.best_weights = filled(self.model, self.resume.best_weights)
 
     def state(self) -> dict:
         """What :meth:`on_train_begin` puts back on a resume (the best weights go beside it)."""
@@ -378,9 +378,11 @@ class _WholeWeights:
 
         class Whole:
             def record(self, stage, epoch, history, model, optimizer_slots, stopper):
-                checkpoint.epoch_done(stage, epoch, history, translate.to_whole(model.get_weights()),
+                whole = translate.whole
+                checkpoint.epoch_done(stage, epoch, history,
+                                      changing_only(whole, translate.to_whole(model.get_weights())),
                                       [v.numpy() for v in optimizer_slots], stopper.state(),
-                                      translate.to_whole(stopper.best_weights),
+                                      changing_only(whole, translate.to_whole(stopper.best_weights)),
                                       [v.numpy() for v in translate.whole.variables if "seed_generator" in v.path])
 
         return Whole()

@@ -7,11 +7,12 @@ import pytest
 from graftkit.bases.loader import load_base
 from graftkit.data.layout import load_split
 from graftkit.data.pipeline import make_dataset
+from graftkit.errors import GraftError
 from graftkit.features import boundary as bd
 from graftkit.features import extract
 from graftkit.model.freeze import apply_freeze, parse_freeze
 from graftkit.model.head import assemble, build_head
-from graftkit.training.checkpoint import Checkpointer, load
+from graftkit.training.checkpoint import Checkpointer, filled, load
 from graftkit.training.stages import fine_tune_stage
 from tests.helpers import write_images
 
@@ -122,10 +123,13 @@ def test_cached_fine_tuning_gives_the_weights_of_fine_tuning_the_whole_model(bas
     np.testing.assert_allclose(cached.history["val_loss"], whole.history["val_loss"], rtol=1e-4)
     np.testing.assert_allclose(cached.history["loss"], whole.history["loss"], rtol=1e-4)
     assert not base.model.trainable  # frozen again afterwards, as without the cache
-    # The checkpoint holds the whole model, so a run resumes whichever way it fine-tunes.
+    # The checkpoint holds the whole model's trained weights, so a run resumes whichever way it fine-tunes;
+    # the frozen ones it leaves out (None) are the base's, as a resumed run rebuilds them.
     state = load(tmp_path / "run").current
-    assert [w.shape for w in state.weights] == [w.shape for w in model.get_weights()]
-    for got, want in zip(state.weights, expected):
+    assert len(state.weights) == len(model.weights) and any(w is None for w in state.weights)
+    assert [w.shape for w in state.weights if w is not None] == [
+        w.shape for w, s in zip(model.get_weights(), state.weights) if s is not None]
+    for got, want in zip(filled(model, state.weights), expected):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -141,7 +145,8 @@ def test_a_cached_stage_resumes_from_the_whole_models_checkpoint_as_the_uncached
                    class_weight=None, baseline_val_loss=float("inf"), samples=len(split.train), resume=state)
     whole = fine_tune_stage(model, base.model, data, val, **options)
     expected = model.get_weights()
-    model.set_weights([w * 0 for w in expected])  # what was there is overwritten by the checkpoint
+    # What training changed is overwritten by the checkpoint (the frozen weights are the base's, as rebuilt).
+    model.set_weights([w if kept is None else w * 0 for w, kept in zip(expected, state.weights)])
 
     def cache():
         return bd.boundary_cache(base, head, split, augment=False, batch_size=8, dtype="float32")
@@ -176,6 +181,37 @@ def test_the_cache_is_filled_once_and_keyed_on_the_boundary_and_the_views(base, 
     assert calls[6:] == [train, train, val]
     bd.boundary_cache(base, head, split, augment=False, batch_size=8)  # exact tensors: another view
     assert calls[9:] == [train, 0]  # the validation images' exact tensors were cached already
+
+
+def test_k_views_are_k_distinct_tensors_per_image_and_an_epoch_draws_one_of_them_per_image(base, split,
+                                                                                          monkeypatch):
+    filled = []
+    original = extract.extract_features
+
+    def keeping(*args, **kwargs):
+        filled.append(np.asarray(original(*args, **kwargs), np.float32))
+        return filled[-1]
+
+    monkeypatch.setattr(extract, "extract_features", keeping)
+    apply_freeze(base.model, parse_freeze("from:c4"))  # one tensor crosses: the output of 'add'
+    cache = bd.boundary_cache(base, build_head(base.feature_shape, 3), split, augment=True, views=3, batch_size=8,
+                              feature_cache="memory")
+    count = len(split.train)
+    assert cache.views == 3 and len(filled) == 4  # three training views, then the validation images
+    views = np.stack(filled[:3], axis=1).reshape(count, 3, -1)  # image -> its 3 views
+    assert all(not np.allclose(views[:, a], views[:, b]) for a, b in [(0, 1), (0, 2), (1, 2)])
+    drawn = []
+    for _ in range(3):  # epochs
+        rows = np.concatenate([x.numpy().reshape(len(x), -1) for x, _ in cache.train])
+        assert len(rows) == count
+        match = [np.argwhere(np.all(np.isclose(views, row, atol=1e-6), axis=-1)) for row in rows]
+        assert all(len(m) == 1 for m in match)  # every row is one view of one image
+        images, picks = zip(*(m[0] for m in match))
+        assert sorted(images) == list(range(count))  # each image once an epoch
+        drawn.extend(picks)
+    assert set(drawn) == {0, 1, 2}  # and the view drawn changes
+    with pytest.raises(GraftError, match="views 0"):
+        bd.boundary_cache(base, build_head(base.feature_shape, 3), split, views=0)
 
 
 def test_augmented_views_differ_and_the_float16_choice_keeps_the_outputs(base, split):
@@ -216,9 +252,10 @@ def test_a_full_run_fine_tunes_on_the_cache_for_every_task(tmp_path, capsys, tas
         table.write_text("path,label\n" + "".join(f"{p},{len(p.parent.name) + 0.1 * i}\n" for i, p in enumerate(rows)))
     personal = residual_cnn(tmp_path / "residual.keras")
     run = train(str(table), base=str(personal), cut="c4", task=task, epochs=2, fine_tune_epochs=2, batch_size=8,
-                freeze="from:c3", out=str(tmp_path / "run"))
+                freeze="from:c3", fine_tune_views=3, out=str(tmp_path / "run"))
     err = capsys.readouterr().err
     assert "fine-tuning on the boundary cache: the freeze boundary below 'c3'" in err
+    assert "; 3 views, " in err  # --fine-tune-views reaches the cache
     assert run.metrics["stages"]["fine_tune"]["trainable_params"] > 0
     loaded = keras.saving.load_model(run.run_dir / "model.keras", compile=False)  # the whole model, plain Keras
     assert loaded.input.shape == (None, 24, 24, 3) and len(loaded.weights) == len(run.model.weights)
