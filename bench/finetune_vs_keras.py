@@ -32,13 +32,14 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from arms import arm_in_child  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
 ARMS = ("article", "graftkit")
@@ -85,7 +86,7 @@ def main() -> None:
                         spec = {"arm": arm, "data": str(folder), "base": args.base, "size": size,
                                 "freeze": freeze, "epochs": args.epochs, "batch": args.batch,
                                 "seed": args.first_seed + round_, "views": views}
-                        result = child(spec, {**env, "GRAFT_CACHE_DIR": cache})
+                        result = arm_in_child(__file__, spec, {**env, "GRAFT_CACHE_DIR": cache})
                     runs[arm, views].append(result)
                     print(f"  {folder.name} {freeze} round {round_ + 1} {label(arm, result):12s} "
                           f"{result['seconds']:7.1f} s (fill {result['fill_seconds']:5.1f} s) "
@@ -101,15 +102,6 @@ def main() -> None:
 def label(arm: str, result: dict) -> str:
     """``article``, or ``graftkit K=2`` with the views the run cached."""
     return arm if arm == "article" else f"{arm} K={result['views']}"
-
-
-def child(spec: dict, env: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env, cwd=ROOT,
-                         capture_output=True, text=True)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode or not lines:
-        sys.exit(f"arm {spec['arm']} failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
 
 
 def report(result: dict, args) -> None:

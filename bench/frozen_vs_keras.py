@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from arms import arm_in_child  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
 ARMS = ("article", "graftkit cold", "graftkit warm")
@@ -82,7 +84,7 @@ def main() -> None:
                     for arm in order:
                         spec = {"arm": arm, "data": str(folder), "base": base, "size": size,
                                 "epochs": args.epochs, "batch": args.batch, "seed": round_}
-                        result = child(spec, env)
+                        result = arm_in_child(__file__, spec, env)
                         runs[arm].append(result)
                         print(f"  {Path(data).name} {base} round {round_ + 1} {arm:14s} {result['seconds']:8.2f} s "
                               f"rss {result['peak_rss_mb']:6.0f} MB  val acc {result['val_accuracy']:.4f}",
@@ -99,15 +101,6 @@ def available(base: str, env: dict) -> bool:
             f"s = registry.get_spec({base!r}); "
             "import sys; sys.exit(0 if weights.is_ready_offline(s) else 1)")
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == 0
-
-
-def child(spec: dict, env: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env, cwd=ROOT,
-                         capture_output=True, text=True)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode or not lines:
-        sys.exit(f"arm {spec['arm']} failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
 
 
 def report(result: dict, args) -> None:
