@@ -5,7 +5,7 @@ Run from the project root, with the shared folder beside it::
     python bench/finetune_vs_keras.py --data hymenoptera --freeze last:20 last:30% --rounds 3
     python bench/finetune_vs_keras.py --freeze last:30% --views 1 2 4 --arms graftkit --rounds 3
 
-For every (data set, freeze spec) it alternates, round after round, two arms, each in a fresh
+For every (data set, freeze spec) it alternates, round after round, its arms, each in a fresh
 child process so that peak RSS is its own:
 
 - ``article``: Example 2: the base, the layers the spec names trainable (graftkit's
@@ -16,7 +16,9 @@ child process so that peak RSS is its own:
 - ``graftkit``: :func:`graftkit.training.stages.fine_tune_stage` on the same model, the same
   trainable layers, optimizer, epochs and batch size, with the boundary cache on an empty cache
   folder: filling the cache (every view of every training image, the validation images) is timed.
-  ``--views K ...`` runs it once per number of cached views (default: graftkit's default).
+  ``--views K ...`` runs it once per number of cached views (default: graftkit's default);
+- ``uncached``: the same ``fine_tune_stage`` without the boundary cache: graftkit's fine-tuning before it (the
+  reference for "peak memory no higher than today's").
 
 Both arms start from the same head (Example 2 fine-tunes straight away; round ``r`` seeds both with
 ``r`` + ``--first-seed``) and see the same images. Timed: from a built model to the end of the last epoch,
@@ -42,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from arms import arm_in_child  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
-ARMS = ("article", "graftkit")
+ARMS = ("article", "uncached", "graftkit")  # uncached: graftkit's fine-tuning without the boundary cache
 
 
 def main() -> None:
@@ -76,7 +78,7 @@ def main() -> None:
         size = args.size[index] if args.size else (128 if folder.name == "flowers128" else 224)
         for freeze in args.freeze:
             # One arm per (article) or per number of views (graftkit): ("graftkit", K) with K None for the default.
-            arms = [(arm, None) for arm in ARMS if arm == "article" and arm in args.arms] + \
+            arms = [(arm, None) for arm in ARMS if arm in ("article", "uncached") and arm in args.arms] + \
                    [("graftkit", k) for k in args.views if "graftkit" in args.arms]
             runs = {arm: [] for arm in arms}
             for round_ in range(args.rounds):
@@ -101,7 +103,7 @@ def main() -> None:
 
 def label(arm: str, result: dict) -> str:
     """``article``, or ``graftkit K=2`` with the views the run cached."""
-    return arm if arm == "article" else f"{arm} K={result['views']}"
+    return arm if arm in ("article", "uncached") else f"{arm} K={result['views']}"
 
 
 def report(result: dict, args) -> None:
@@ -191,7 +193,7 @@ def run_arm(spec: dict) -> dict:
         history = fine_tune_stage(model, base.model, train, val, freeze=freeze, train_bn=False,
                                   epochs=spec["epochs"], learning_rate=1e-4, patience=spec["epochs"],
                                   class_weight=None, baseline_val_loss=float("inf"), samples=len(split.train),
-                                  cache=cache).history
+                                  cache=None if spec["arm"] == "uncached" else cache).history
     seconds = time.perf_counter() - start
     cpu = cpu_seconds() - cpu
     disk = sum(f.stat().st_size for f in (settings.cache_dir() / "features").rglob("*") if f.is_file()) \
