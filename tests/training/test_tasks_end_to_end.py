@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -85,13 +86,14 @@ def test_task_through_train_resume_predict_evaluate_export(hymenoptera_table, ta
     scores = json.loads(capsys.readouterr().out)
     assert scores["task"] == task and scores["count"] == count
     with open(root / "labels.csv") as stream:
-        truth = {row["path"]: row[column] for row in csv.DictReader(stream)}
+        truth = {str(Path(row["path"]).resolve()): row[column] for row in csv.DictReader(stream)}
     if task == "multilabel":  # predict (labels over their thresholds) and evaluate agree image by image
         assert scores["per_class"]["insect"]["recall"] == 1.0  # every image has it: the threshold keeps it
-        exact = sum(set(filter(None, r["label"].split(";"))) == set(truth[r["path"]].split(";")) for r in rows)
+        exact = sum(set(filter(None, r["label"].split(";"))) == set(truth[str(Path(r["path"]).resolve())].split(";"))
+                    for r in rows)
         assert scores["exact_match"] == pytest.approx(exact / count, abs=1e-4)
     else:
-        mae = sum(abs(float(r["value"]) - float(truth[r["path"]])) for r in rows) / count
+        mae = sum(abs(float(r["value"]) - float(truth[str(Path(r["path"]).resolve())])) for r in rows) / count
         assert scores["mae"] == pytest.approx(mae, abs=1e-4)
 
     for export in ("keras", "tflite"):
