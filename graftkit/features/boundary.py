@@ -28,6 +28,7 @@ import numpy as np
 
 from graftkit import log, settings
 from graftkit.errors import GraftError
+from graftkit.features.store import default_memory_budget_mb
 
 # Augmented views cached per training image (--fine-tune-views). On hymenoptera (224 px, last:30%, 5 epochs,
 # 6 seeds) 1, 2 and 4 views were within a seed's noise (val acc 0.907 +- 0.027, 0.904 +- 0.017, 0.904 +- 0.017)
@@ -255,7 +256,7 @@ def plan_storage(values: int, dtype: str, train: int, val: int, *, views: int, m
         (2, 'memory')
     """
     row = values * np.dtype(dtype).itemsize
-    budget = (memory_mb if memory_mb is not None else _default_budget_mb()) * 2 ** 20
+    budget = (memory_mb if memory_mb is not None else default_memory_budget_mb()) * 2 ** 20
     for k in range(views, 0, -1):
         total = row * (train * k + val)
         size = f"{total / 2 ** 20:,.0f} MB in {dtype}"
@@ -270,12 +271,6 @@ def plan_storage(values: int, dtype: str, train: int, val: int, *, views: int, m
 
 def _views(k: int) -> str:
     return "1 view" if k == 1 else f"{k} views"
-
-
-def _default_budget_mb() -> int:
-    from graftkit.features.store import default_memory_budget_mb
-
-    return default_memory_budget_mb()
 
 
 def free_disk() -> int:
@@ -361,7 +356,7 @@ def boundary_cache(base, head, split, *, train_bn: bool = False, augment: bool =
         drawn = ", one view drawn per image each epoch"
     log.info(f"fine-tuning on the boundary cache: {boundary.how}; {dtype_why}; {storage}{drawn}")
     cut = boundary_base(base, boundary)
-    budget = feature_memory_mb if feature_memory_mb is not None else _default_budget_mb()  # the plan checked the sum
+    budget = feature_memory_mb if feature_memory_mb is not None else default_memory_budget_mb()  # the plan checked the sum
     counts = {"computed": 0, "cached": 0}
 
     def extract(paths, view):

@@ -242,6 +242,19 @@ def choose_thresholds(labels, probabilities) -> np.ndarray:
     return chosen
 
 
+def model_outputs(model, paths, *, batch_size: int = 32) -> np.ndarray:
+    """The model's outputs on image files, decoded and resized as in training (its input's size and channels).
+
+    Example:
+        >>> outputs = model_outputs(model, ["cat.jpg", "dog.png"])  # doctest: +SKIP
+    """
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.model.infer import input_channels, input_size, predict_dataset
+
+    dataset = make_dataset(paths, image_size=input_size(model), batch_size=batch_size, channels=input_channels(model))
+    return predict_dataset(model, dataset)
+
+
 def evaluate_images(model, image_set, *, batch_size: int = 32, task="single",
                     thresholds=None) -> tuple[dict, np.ndarray]:
     """Score ``model`` on an :class:`graftkit.data.ImageSet`; returns the scores and the model's outputs.
@@ -258,12 +271,7 @@ def evaluate_images(model, image_set, *, batch_size: int = 32, task="single",
         >>> scores["headline_name"]  # doctest: +SKIP
         'MAE'
     """
-    from graftkit.data.pipeline import make_dataset
-    from graftkit.model.infer import input_channels, input_size, predict_dataset
-
-    dataset = make_dataset(image_set.paths, image_size=input_size(model), batch_size=batch_size,
-                           channels=input_channels(model))
-    probabilities = predict_dataset(model, dataset)
+    probabilities = model_outputs(model, image_set.paths, batch_size=batch_size)
     scores = score(image_set.labels, probabilities, image_set.class_names, task=task, thresholds=thresholds)
     return scores, probabilities
 

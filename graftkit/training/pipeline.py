@@ -184,8 +184,7 @@ def _boundary_cache(config: TrainConfig, run: _Prepared):
 
 def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):
     """Validation scores of the trained model and its outputs (multi-label thresholds chosen on them)."""
-    from graftkit.model.infer import predict_dataset
-    from graftkit.results.evaluate import choose_thresholds, score
+    from graftkit.results.evaluate import choose_thresholds, model_outputs, score
 
     if cached is not None and not any(s.name == "fine_tune" and s.kept for s in stages):
         from graftkit.training.head_stage import predict_features
@@ -193,11 +192,7 @@ def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):
         # The base is as it was when the features were cached: the head on them is the full model.
         outputs = predict_features(cached.model, cached.val)
     else:
-        from graftkit.data.pipeline import make_dataset
-
-        outputs = predict_dataset(run.model, make_dataset(run.split.val.paths, image_size=run.base.image_size,
-                                                          channels=run.base.channels,
-                                                          batch_size=config.batch_size))
+        outputs = model_outputs(run.model, run.split.val.paths, batch_size=config.batch_size)
     labels = run.split.val.labels
     thresholds = choose_thresholds(labels, outputs) if run.task.kind == "multilabel" else None
     return score(labels, outputs, run.split.class_names, task=run.task.kind, thresholds=thresholds), outputs
@@ -223,9 +218,7 @@ def _finished_run(config: TrainConfig, run: _Prepared, stages, scores: dict, out
                            "files": [{"path": path, "reason": reason} for path, reason in split.skipped]},
         "duplicate_images": {"count": len(split.duplicates),
                              "pairs": [{"train": seen, "val": copy} for seen, copy in split.duplicates]},
-        "data_warnings": {"count": len(run.warnings),
-                          "warnings": [{k: v for k, v in w.items() if k != "message"} | {"message": w["message"]}
-                                       for w in run.warnings]},
+        "data_warnings": {"count": len(run.warnings), "warnings": run.warnings},
         "base": {"source": base.source, "cut": base.cut, "feature_shape": list(base.feature_shape),
                  "preprocessing": base.preprocessing, "weights": str(base.weights), "image_size": base.image_size},
     }
