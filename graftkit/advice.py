@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from graftkit import log
+from graftkit.bases.spec import TFIDF
 from graftkit.errors import GraftError
 
 # Linear-probe accuracy at or above which the frozen features already separate the classes.
@@ -34,6 +35,9 @@ WEAK_PROBE = 0.85
 PER_CLASS = 150
 PROBED = 1500
 MIN_PER_CLASS = 10
+# Texts cost a hundredth of an image to encode: their sample is larger, for a steadier probe.
+TEXT_PER_CLASS = 1000
+TEXTS_PROBED = 4000
 # A base other than the best is chosen only when it is this much faster (the speeds are rough).
 FASTER = 1.25
 # The named bases probed by default (when their weights are on this machine): those that run at
@@ -101,6 +105,7 @@ class Advice:
     command: str = ""
     task: str = "single"
     metric: str = "accuracy"
+    modality: str = "image"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,19 +145,23 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int | 
         raise GraftError(f"--per-class {per_class} is out of range: use 2 or more")
     split = load_split(data, seed=seed, task=task, labels=labels, path_column=path_column, label_column=label_column)
     names = list(split.class_names)
+    text = split.modality == "text"
     if per_class is None:
-        per_class = min(PER_CLASS, max(MIN_PER_CLASS, PROBED // len(names)))
+        most, total = (TEXT_PER_CLASS, TEXTS_PROBED) if text else (PER_CLASS, PROBED)
+        per_class = min(most, max(MIN_PER_CLASS, total // len(names)))
     train_counts = split.train.counts() or {"target": len(split.train)}
     paths, targets = _sample(split, per_class, seed)
     if split.task == "single":
         folds = int(min(5, np.bincount(targets, minlength=len(names)).min()))
     else:
         folds = int(min(5, len(targets) // 2))
-    candidates, missing = _candidates(bases)
-    log.info(f"probing {len(candidates)} base{'s' * (len(candidates) != 1)} on {len(paths)} images "
+    candidates, missing = _text_candidates(bases) if text else _candidates(bases)
+    noun = "texts" if text else "images"
+    log.info(f"probing {len(candidates)} base{'s' * (len(candidates) != 1)} on {len(paths)} {noun} "
              f"({folds}-fold cross-validated {PROBES[split.task][0]} on pooled features)")
-    probed = [_probe(name, paths, targets, image_size=image_size, folds=folds, seed=seed, trust_model=trust_model,
-                     task=split.task) for name in candidates]
+    probe = _probe_text if text else _probe
+    probed = [probe(name, paths, targets, image_size=image_size, folds=folds, seed=seed, trust_model=trust_model,
+                    task=split.task) for name in candidates]
     ranked = sorted((c for c in probed if c.accuracy is not None), key=lambda c: -c.accuracy)
     failed = [c for c in probed if c.accuracy is None]
     if not ranked:
@@ -161,17 +170,91 @@ def advise(data, bases=None, *, image_size: int | None = None, per_class: int | 
         log.warn(f"{candidate.base} not probed: {candidate.note}")
     best, base_reason = choose_base(ranked)
     freeze, freeze_reasons = choose_freeze(train_counts, best.accuracy if split.task == "single" else None)
+    if text:
+        freeze_reasons = [reason.replace("images per class", "texts per class").replace("ImageNet", "the encoder's "
+                          "pre-training texts") for reason in freeze_reasons]
+    if best.base == TFIDF:
+        freeze, freeze_reasons = "", [_tfidf_wins(ranked, data)]
     advice = Advice(data=str(data), train_per_class=train_counts, probed_images=len(paths), folds=folds,
                     candidates=ranked + failed + [Candidate(base=name, note=note) for name, note in missing],
                     base=best.base, freeze=freeze, reasons=[base_reason, *freeze_reasons], task=split.task,
-                    metric=PROBES[split.task][1])
+                    metric=PROBES[split.task][1], modality=split.modality)
     extra = (f" --image-size {image_size}" if image_size else "") + (f" --seed {seed}" if seed else "") \
         + (" --trust-model" if trust_model else "") + (f" --task {split.task}" if task != "auto" else "") \
         + (f" --labels {shlex.quote(str(labels))}" if labels else "") \
         + (f" --path-column {shlex.quote(path_column)}" if path_column else "") \
         + (f" --label-column {shlex.quote(label_column)}" if label_column else "")
-    advice.command = f"graft train {shlex.quote(str(data))} --base {shlex.quote(best.base)} --freeze {freeze}{extra}"
+    freeze_option = f" --freeze {freeze}" if freeze else ""
+    advice.command = f"graft train {shlex.quote(str(data))} --base {shlex.quote(best.base)}{freeze_option}{extra}"
     return advice
+
+
+def _tfidf_wins(ranked: list, data) -> str:
+    """Why no transformer is recommended: the character n-gram model scored at least as well as the best probe."""
+    encoders = [c for c in ranked if c.base != TFIDF]
+    if not encoders:
+        return "tfidf: the only text base that could be probed here"
+    best = max(encoders, key=lambda c: c.accuracy)
+    tfidf = next(c for c in ranked if c.base == TFIDF)
+    return (f"tfidf wins: the character n-gram TF-IDF model scored {tfidf.accuracy:.3f}, the best encoder "
+            f"({best.base}) {best.accuracy:.3f} with a linear probe, at {tfidf.images_per_second:.0f} against "
+            f"{best.images_per_second:.0f} texts/s: a transformer does not earn its minutes on these texts (a "
+            f"fine-tuned encoder may still do better: graft train {shlex.quote(str(data))} --base {best.base} to see)")
+
+
+def _text_candidates(bases) -> tuple[list[str], list[tuple[str, str]]]:
+    """The text bases to compare: those named, else every text base whose weights are here, and TF-IDF always."""
+    from graftkit.bases.text import list_text_bases
+
+    if bases:
+        return list(dict.fromkeys(bases)), []
+    ready = [b["name"] for b in list_text_bases() if b["ready"]]
+    missing = [(b["name"], "its weights are not on this machine") for b in list_text_bases() if not b["ready"]]
+    return ready + [TFIDF], missing
+
+
+def _probe_text(name: str, texts, labels, *, image_size, folds: int, seed: int, trust_model: bool,
+                task: str = "single") -> Candidate:
+    """One text base probed: an encoder's pooled embeddings through the linear probe, or the TF-IDF model's
+    own cross-validated score; a base that cannot be loaded comes back with the reason as its note."""
+    if name == TFIDF:
+        from graftkit.bases.tfidf import probe_tfidf
+
+        result = probe_tfidf(list(texts), labels, task=task, folds=folds, seed=seed)
+        log.info(f"{TFIDF}: cross-validated {PROBES[task][1]} {result['score']:.3f} +- {result['spread']:.3f}, "
+                 f"{result['texts_per_second']:.0f} texts/s")
+        return Candidate(base=TFIDF, accuracy=result["score"], spread=result["spread"],
+                         images_per_second=result["texts_per_second"], parameters=result.get("parameters"))
+    from graftkit.bases.text import load_text_base
+    from graftkit.data.tokens import choose_max_length
+    from graftkit.features.extract import extract_features
+
+    try:
+        base = load_text_base(name)
+        wanted = choose_max_length(base.tokenizer.lengths(list(texts)), base.max_positions)
+        base.tokenizer.max_length = base.tokenizer.check_length(wanted)
+        start = time.perf_counter()
+        stats = {}
+        features = extract_features(base, list(texts), stats=stats)
+        seconds = time.perf_counter() - start
+    except GraftError as error:
+        return Candidate(base=name, note=str(error))
+    speed = _text_speed(base, texts) if stats.get("cached") else len(texts) / max(seconds, 1e-9)
+    accuracy, spread = linear_probe(np.asarray(features, np.float32), labels, folds=folds, seed=seed, task=task)
+    log.info(f"{name}: probe {PROBES[task][1]} {accuracy:.3f} +- {spread:.3f}, {speed:.0f} texts/s")
+    return Candidate(base=name, accuracy=accuracy, spread=spread, images_per_second=speed,
+                     parameters=int(base.model.count_params()))
+
+
+def _text_speed(base, texts) -> float:
+    """Texts per second of the encoder on (up to 256 of) ``texts``, when their features came from the cache."""
+    from graftkit.data.tokens import token_outputs
+
+    sample = base.tokenizer.encode(list(texts)[:256], base.max_length)
+    token_outputs(base.model, sample[:64])  # traced and warmed up
+    start = time.perf_counter()
+    token_outputs(base.model, sample)
+    return len(sample) / (time.perf_counter() - start)
 
 
 def choose_base(ranked: list) -> tuple:

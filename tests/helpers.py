@@ -74,3 +74,10 @@ def small_base(end_with_conv=True):
     if end_with_conv:
         layers.append(keras.layers.Conv2D(4, 3, padding="same", name="c3"))
     return keras.Sequential([keras.Input((16, 16, 3)), *layers], name="base")
+
+
+def write_tiny_encoder(folder: Path, model_type: str = "bert") -> Path:
+    """A Hugging Face folder of a tiny random text encoder (16 wide, 2 blocks, 16 positions; seeded)."""
+    from tests.bases.test_transformer import write_tiny_folder
+
+    return write_tiny_folder(folder, model_type)

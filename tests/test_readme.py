@@ -65,7 +65,27 @@ def expected(workdir):
 
 
 def test_readme_has_every_snippet():
-    assert set(snippets()) == {"input-pixels", "use-keras", "use-tflite", "use-onnx", "use-graftkit"}
+    assert set(snippets()) == {"input-pixels", "use-keras", "use-tflite", "use-onnx", "use-graftkit",
+                               "use-text-keras"}
+
+
+def test_text_snippet_gives_graftkits_answers_without_graftkit(tmp_path):
+    import graftkit
+    from tests.helpers import write_tiny_encoder
+
+    rng = np.random.default_rng(0)
+    words = {"ham": "see you at home soon ok".split(), "spam": "free entry win text now prize".split()}
+    rows = [(label, " ".join(rng.choice(vocabulary, size=5))) for label, vocabulary in words.items() for _ in range(20)]
+    (tmp_path / "texts.tsv").write_text("label\ttext\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
+    write_tiny_encoder(tmp_path / "encoder")
+    run = graftkit.train(tmp_path / "texts.tsv", base=str(tmp_path / "encoder"), epochs=2, fine_tune_epochs=0,
+                         out=str(tmp_path / "runs" / "my-text-run"))
+    texts = ["Free entry in a weekly competition, text WIN now", "see you at 5"]
+    expected = [(row["label"], row["probability"]) for row in run.predict(texts)]
+    done = run_python(snippets()["use-text-keras"] + NO_GRAFTKIT, tmp_path)
+    printed = [line.split(" ", 2) for line in done.stdout.strip().splitlines()]
+    assert [label for label, _, _ in printed] == [label for label, _ in expected]
+    np.testing.assert_allclose([float(p) for _, p, _ in printed], [p for _, p in expected], atol=1e-4)
 
 
 def test_pixels_snippet_gives_trainings_pixels(workdir):

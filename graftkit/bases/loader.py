@@ -228,8 +228,12 @@ def check_source(source: str, *, image_size: int | None = None, freeze=None) -> 
         Traceback (most recent call last):
         graftkit.errors.GraftError: unknown base 'efficentnet_lite0': did you mean efficientnet_lite0? (graft bases lists all 31; or pass the path of a model file)
     """
+    from graftkit.bases.spec import TFIDF
+    from graftkit.bases.text import is_text_base
     from graftkit.model.freeze import check_blocks
 
+    if source == TFIDF or is_text_base(source):
+        return  # a text base: its weights and folder are checked as it loads
     if is_model_file(source):
         if not Path(source).exists():
             raise GraftError(f"--base '{source}' does not exist: pass a .keras / .h5 file, a SavedModel folder "

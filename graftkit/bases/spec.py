@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"
+TFIDF = "tfidf"  # the base name of the character n-gram TF-IDF model for texts (graftkit.bases.tfidf)
 
 
 @dataclass(frozen=True)

@@ -109,14 +109,23 @@ def scan(paths: list[str], *, strict: bool, digests: bool = True, any_name: bool
     return Checked(good, skipped, hashes, sizes)
 
 
+def warn_listed(lines: list[str], more: str = "... and {n} more") -> None:
+    """One warning per problem, the first :data:`_LISTED` of them, then ``more`` with the count of the rest (``{n}``).
+
+    Example:
+        >>> warn_listed([f"bad {i}" for i in range(3)])  # doctest: +SKIP
+    """
+    for line in lines[:_LISTED]:
+        log.warn(line)
+    if len(lines) > _LISTED:
+        log.warn(more.format(n=len(lines) - _LISTED))
+
+
 def _warn_all(lines: list[str], summary: str) -> None:
     """One warning per problem (the first ``_LISTED``), then a summary with the count."""
     if not lines:
         return
-    for line in lines[:_LISTED]:
-        log.warn(line)
-    if len(lines) > _LISTED:
-        log.warn(f"... and {len(lines) - _LISTED} more")
+    warn_listed(lines)
     n = len(lines)
     log.warn(summary.format(n=n, s="s" * (n > 1), them="them" if n > 1 else "it"))
 

@@ -18,6 +18,7 @@ from graftkit.data.check import (
     scan,
 )
 from graftkit.data.labels import is_number
+from graftkit.data.text import checked_texts, is_text_folder, read_text_files
 from graftkit.errors import GraftError
 
 # Windows marks these hidden by attribute, not by name, so their owners never see them to move them.
@@ -63,7 +64,8 @@ class ImageSet:
 class DataSplit:
     """Train and validation sets over the same classes.
 
-    ``how`` is ``"folders"`` when the data came split into folders, else e.g. ``"folders, split 0.2, seed 0"``
+    ``modality`` is ``image``, or ``text`` when the examples are texts (their sets' ``paths`` then hold the
+    texts themselves). ``how`` is ``"folders"`` when the data came split into folders, else e.g. ``"folders, split 0.2, seed 0"``
     or ``"table labels.csv"``. ``task`` is ``single``, ``multilabel`` or ``regression`` (the labels are then
     int indices, 0/1 rows, or numbers); ``test`` holds a table's ``test`` rows. ``skipped`` lists the bad
     files left out, as ``(path, reason)``; ``duplicates`` the ``(training path, validation path)`` pairs
@@ -80,6 +82,7 @@ class DataSplit:
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     warnings: list[dict] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    modality: str = "image"
 
 
 def load_split(root, val_split: float = 0.2, seed: int = 0, *, strict: bool = False, task: str = "auto",
@@ -132,7 +135,9 @@ def load_split(root, val_split: float = 0.2, seed: int = 0, *, strict: bool = Fa
     if labels is not None or is_table(root):
         table = read_table(labels or root, item_column=path_column, label_column=label_column, strict=strict)
         task = ("multilabel" if table.multilabel else "single") if task == "auto" else task
-        checked = scan([row.item for row in table.rows], strict=strict)
+        modality = "text" if table.holds_text else "image"
+        items = [row.item for row in table.rows]
+        checked = checked_texts(items) if table.holds_text else scan(items, strict=strict)
         good = set(checked.good)
         rows = [row for row in table.rows if row.item in good]
         if not rows:
@@ -143,7 +148,7 @@ def load_split(root, val_split: float = 0.2, seed: int = 0, *, strict: bool = Fa
             table.targets()  # a one-line error naming the first row whose target is not a number
         how = f"table {Path(table.path).name}"
     else:
-        items, label_lists, parts, checked, how = _from_folders(root, task, strict)
+        items, label_lists, parts, checked, how, modality = _from_folders(root, task, strict)
         task = "single" if task == "auto" else task
     label_array, names = encode(label_lists, task)
     if task != "regression" and len(names) < 2:
@@ -167,7 +172,7 @@ def load_split(root, val_split: float = 0.2, seed: int = 0, *, strict: bool = Fa
         return ImageSet([items[i] for i in chosen], label_array[chosen], names)
 
     split = DataSplit(subset("train"), subset("val"), names, how, task=task,
-                      test=subset("test") if (parts == "test").any() else None)
+                      test=subset("test") if (parts == "test").any() else None, modality=modality)
     split.skipped = checked.skipped
     split.sizes = checked.sizes
     split.duplicates = find_duplicates(split.train.paths, split.val.paths, checked.digests, strict)
@@ -182,6 +187,8 @@ def _from_folders(root, task: str, strict: bool):
     root, train_dir, val_dir = _open_root(root)
     if train_dir:
         train, val = _classes(train_dir), _classes(val_dir)
+        if is_text_folder(train) and is_text_folder(val):
+            return (*_text_examples([("train", train), ("val", val)], task, strict), "folders", "text")
         unmatched = sorted(set(train) ^ set(val))
         if unmatched:
             name = unmatched[0]
@@ -193,6 +200,8 @@ def _from_folders(root, task: str, strict: bool):
         how = "folders"
     else:
         classes = _classes(root)
+        if is_text_folder(classes):
+            return (*_text_examples([(None, classes)], task, strict), None, "text")
         checked = scan([p for name in sorted(classes) for p in classes[name]], strict=strict)
         sources = [(None, _usable(classes, checked, root))]
         how = None
@@ -205,7 +214,29 @@ def _from_folders(root, task: str, strict: bool):
     for part, classes in sources:
         more_items, more_labels, more_parts = _examples(classes, task, checked, part)
         items, label_lists, parts = items + more_items, label_lists + more_labels, parts + more_parts
-    return items, label_lists, parts, checked, how
+    return items, label_lists, parts, checked, how, "image"
+
+
+def _text_examples(sources, task: str, strict: bool):
+    """(texts, label lists, presplit parts, checked) of class folders of ``.txt`` files: each file's text is
+    the example (a text in several folders is one example with each folder's label for a multi-label task)."""
+    paths = [path for _, classes in sources for name in sorted(classes) for path in classes[name]]
+    texts, skipped = read_text_files(paths, strict=strict)
+    if not texts:
+        raise GraftError(f"no usable text file among the {len(paths)} in the class folders (see the warnings): "
+                         "save them as UTF-8 text")
+    checked = checked_texts(list(texts.values()))
+    checked.skipped = skipped
+    items, label_lists, parts = [], [], []
+    for part, classes in sources:
+        as_texts = {name: [texts[p] for p in files if p in texts] for name, files in classes.items()}
+        empty = next((name for name, found in as_texts.items() if not found), None)
+        if empty is not None:
+            raise GraftError(f"class folder '{empty}' has no usable text file (see the warnings): add UTF-8 .txt "
+                             "files or remove the folder")
+        more_items, more_labels, more_parts = _examples(as_texts, task, checked, part)
+        items, label_lists, parts = items + more_items, label_lists + more_labels, parts + more_parts
+    return items, label_lists, parts, checked
 
 
 def _examples(classes: dict[str, list[str]], task: str, checked: Checked, part):
@@ -277,7 +308,8 @@ def labelled_images(root, class_names: list[str], *, strict: bool = False, task:
     if labels is not None or is_table(root):
         table = read_table(labels or root, item_column=path_column, label_column=label_column, strict=strict)
         rows = [row for row in table.rows if row.split == "test"] or table.rows
-        checked = scan([row.item for row in rows], strict=strict, digests=False)
+        items = [row.item for row in rows]
+        checked = checked_texts(items) if table.holds_text else scan(items, strict=strict, digests=False)
         good = set(checked.good)
         rows = [row for row in rows if row.item in good]
         unknown = next((row for row in rows for label in row.labels
@@ -298,8 +330,12 @@ def labelled_images(root, class_names: list[str], *, strict: bool = False, task:
             if unknown:
                 raise GraftError(f"class folder '{folder / unknown[0]}' is not a class of the model "
                                  f"({', '.join(class_names)}): move it out or use a model trained on that class")
-        checked = scan([p for files in classes.values() for p in files], strict=strict, digests=task == "multilabel")
-        paths, label_lists, _ = _examples(_usable(classes, checked, folder), task, checked, None)
+        if is_text_folder(classes):
+            paths, label_lists, _, checked = _text_examples([(None, classes)], task, strict)
+        else:
+            checked = scan([p for files in classes.values() for p in files], strict=strict,
+                           digests=task == "multilabel")
+            paths, label_lists, _ = _examples(_usable(classes, checked, folder), task, checked, None)
     encoded, _ = encode(label_lists, task, names=class_names)
     images = ImageSet(paths, encoded, list(class_names))
     images.skipped = checked.skipped

@@ -11,6 +11,7 @@ with a warning, or is an error with ``strict``. Reading imports no TensorFlow.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +20,12 @@ from graftkit.errors import GraftError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 PATH_COLUMNS = ("path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "image_id", "id")
-TEXT_COLUMNS = ("text", "sentence", "message", "content", "body", "document")
+TEXT_COLUMNS = ("text", "sentence", "message", "sms", "content", "body", "document", "review", "comment", "title",
+                "abstract", "tweet", "question")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "tags", "y")
 SPLIT_COLUMNS = ("split", "subset", "set", "partition")
 SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
           "dev": "val", "test": "test", "testing": "test"}
-_LISTED = 20
 
 
 @dataclass
@@ -88,7 +89,7 @@ def is_table(path: str | Path) -> bool:
 
 def read_table(path: str | Path, *, item_column: str | None = None, label_column: str | None = None,
                split_column: str | None = None, label_separator: str = ";", text: bool | None = None,
-               strict: bool = False) -> LabelTable:
+               strict: bool = False, quiet: bool = False) -> LabelTable:
     """Read and check a label table.
 
     Args:
@@ -100,6 +101,7 @@ def read_table(path: str | Path, *, item_column: str | None = None, label_column
         label_separator: what separates several labels in one cell (a multi-label row).
         text: whether the item column holds texts (None: when it is named like a text column).
         strict: make any bad row an error instead of a warning.
+        quiet: say nothing about bad or repeated rows (a first look, before the table is read for good).
 
     Returns:
         The checked table; bad rows are left out and listed in ``skipped``.
@@ -118,16 +120,17 @@ def read_table(path: str | Path, *, item_column: str | None = None, label_column
     """
     path = Path(path)
     header, records = _records(path)
-    item_column = _column(path, header, item_column, PATH_COLUMNS + TEXT_COLUMNS, "--path-column", "the file "
-                          "paths (or texts)")
     label_column = _column(path, header, label_column, LABEL_COLUMNS, "--label-column", "the labels")
     if split_column is None:
         split_column = next((name for name in header if name.strip().lower() in SPLIT_COLUMNS), None)
     elif split_column not in header:
         raise GraftError(f"table '{path}' has no column '{split_column}' (its columns: {', '.join(header)}): "
                          "pass the split column's name")
-    holds_text = item_column.strip().lower() in TEXT_COLUMNS if text is None else text
-    rows, problems, seen = [], [], {}
+    others = [name for name in header if name not in (label_column, split_column)]
+    item_column = _column(path, header, item_column, PATH_COLUMNS + TEXT_COLUMNS, "--path-column", "the file "
+                          "paths (or texts)", only=others[0] if len(others) == 1 else None)
+    holds_text = _holds_text(path, item_column, records) if text is None else text
+    rows, problems, seen, repeats = [], [], {}, 0
     for line, record in records:
         item = (record.get(item_column) or "").strip()
         cell = (record.get(label_column) or "").strip()
@@ -145,9 +148,14 @@ def read_table(path: str | Path, *, item_column: str | None = None, label_column
                 problems.append((line, f"file '{record.get(item_column).strip()}' not found"))
                 continue
         if item in seen:
-            problems.append((line, f"'{record.get(item_column).strip()}' repeats line {seen[item]}"))
+            first = seen[item]
+            if holds_text and first.labels == labels:
+                repeats += 1  # the same text with the same labels: one example
+            else:
+                shown = record.get(item_column).strip()
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                problems.append((line, f"'{shown}' repeats line {first.line}"))
             continue
-        seen[item] = line
         split = None
         if split_column:
             value = (record.get(split_column) or "").strip().lower()
@@ -156,6 +164,11 @@ def read_table(path: str | Path, *, item_column: str | None = None, label_column
                 problems.append((line, f"split '{value}' is none of train, val, test"))
                 continue
         rows.append(TableRow(line, item, sorted(set(labels), key=labels.index), split))
+        seen[item] = rows[-1]
+    if quiet:
+        return LabelTable(path, rows, item_column, label_column, split_column, holds_text, problems)
+    if repeats:
+        log.info(f"{path.name}: {repeats} rows repeat an earlier row's text and labels; each text counts once")
     _report(path, problems, strict)
     if not rows:
         raise GraftError(f"table '{path}' has no usable row: check its '{item_column}' and '{label_column}' columns")
@@ -179,6 +192,37 @@ def table_paths(path: str | Path, *, item_column: str | None = None) -> list[str
             if (record.get(column) or "").strip()]
 
 
+def _holds_text(path: Path, column: str, records: list[tuple[int, dict]]) -> bool:
+    """Whether a table's item column holds texts: named like a text column, or (not named like a path column)
+    most of its first cells name no file beside the table."""
+    name = column.strip().lower()
+    if name in TEXT_COLUMNS:
+        return True
+    if name in PATH_COLUMNS:
+        return False
+    cells = [(record.get(column) or "").strip() for _, record in records[:20]]
+    cells = [cell for cell in cells if cell]
+    files = sum(1 for cell in cells if len(cell) < 1024 and (path.parent / cell).is_file())
+    return files * 2 < len(cells)
+
+
+def read_texts(path: str | Path, *, item_column: str | None = None) -> list[str]:
+    """The non-empty texts of a table's text column (no label needed), in file order, for prediction.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "new.csv").write_text("message\\nfree prize\\nsee you\\n")
+        >>> read_texts(folder / "new.csv")
+        ['free prize', 'see you']
+    """
+    path = Path(path)
+    header, records = _records(path)
+    column = _column(path, header, item_column, TEXT_COLUMNS, "--path-column", "texts",
+                     only=header[0] if len(header) == 1 else None)
+    return [record[column].strip() for _, record in records if (record.get(column) or "").strip()]
+
+
 def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -188,28 +232,31 @@ def _records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
         raise GraftError(f"label table '{path}' is not UTF-8 text: save it as UTF-8 CSV") from None
     except OSError as error:
         raise GraftError(f"cannot read label table '{path}': {error.strerror}") from None
-    if path.suffix.lower() == ".tsv":
-        delimiter = "\t"
+    quoting = csv.QUOTE_MINIMAL
+    if path.suffix.lower() == ".tsv":  # TSV has no quoting: a cell may start with a quotation mark
+        delimiter, quoting = "\t", csv.QUOTE_NONE
     else:
         try:
             delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter
         except csv.Error:
             delimiter = ","
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     header = [name for name in (reader.fieldnames or []) if name is not None]
     if not header:
         raise GraftError(f"label table '{path}' is empty: it needs a header row and a row per example")
     return header, [(index + 2, record) for index, record in enumerate(reader)]
 
 
-def _column(path: Path, header: list[str], given: str | None, known: tuple, flag: str, what: str) -> str:
+def _column(path: Path, header: list[str], given: str | None, known: tuple, flag: str, what: str,
+            only: str | None = None) -> str:
+    """The column named ``given``, else the first with a ``known`` name, else ``only`` (the one column left)."""
     if given is not None:
         if given not in header:
             raise GraftError(f"table '{path}' has no column '{given}' (its columns: {', '.join(header)}): "
                              f"fix {flag}")
         return given
     lowered = {name.strip().lower(): name for name in header}
-    found = next((lowered[name] for name in known if name in lowered), None)
+    found = next((lowered[name] for name in known if name in lowered), only)
     if found is None:
         raise GraftError(f"table '{path}': no column of {what} among {', '.join(header)}: name it with {flag}")
     return found
@@ -223,7 +270,7 @@ def _report(path: Path, problems: list[tuple[int, str]], strict: bool) -> None:
         more = f" (and {len(problems) - 1} more rows)" if len(problems) > 1 else ""
         raise GraftError(f"{path}, line {line}: {reason}{more}: fix the row (without --strict, bad rows are "
                          "skipped with a warning)")
-    for line, reason in problems[:_LISTED]:
-        log.warn(f"{path}, line {line}: {reason}; row skipped")
-    if len(problems) > _LISTED:
-        log.warn(f"{len(problems) - _LISTED} more bad rows in '{path}' skipped")
+    from graftkit.data.check import warn_listed
+
+    warn_listed([f"{path}, line {line}: {reason}; row skipped" for line, reason in problems],
+                f"{{n}} more bad rows in '{path}' skipped")

@@ -19,6 +19,7 @@ which is then cached instead and the frozen layers above it are recomputed every
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import shutil
 import time
@@ -76,16 +77,37 @@ class Boundary:
         x = self.top(inputs if len(inputs) > 1 else inputs[0], training=False)
         return keras.Model(inputs if len(inputs) > 1 else inputs[0], head(x), name="graft_top")
 
-    def flat_model(self):
-        """The frozen prefix with its cached tensors flattened into one row per image (what is stored)."""
+    def flat_model(self, rows: int | None = None):
+        """The frozen prefix with its cached tensors flattened into one row per image (what is stored).
+
+        With ``rows`` it runs a batch ``rows`` images at a time, one after the other (the same layers and
+        weights, so the same cache key, see :func:`_in_turns`): filling the cache then holds no more of
+        the prefix's activations at once than a training step on ``rows`` images.
+
+        Example:
+            >>> import keras, numpy as np
+            >>> from graftkit.model.freeze import apply_freeze, parse_freeze
+            >>> x = inputs = keras.Input((8, 8, 3))
+            >>> for i in range(3):
+            ...     x = keras.layers.Conv2D(4, 3, padding="same", name=f"c{i}")(x)
+            >>> m = keras.Model(inputs, x)
+            >>> _ = apply_freeze(m, parse_freeze("last:1"))
+            >>> boundary, _ = find_boundary(m)
+            >>> whole, turns = boundary.flat_model(), boundary.flat_model(rows=2)
+            >>> images = np.random.default_rng(0).random((5, 8, 8, 3), "float32")
+            >>> bool(np.allclose(whole(images), turns(images))), turns.layers == whole.layers
+            (True, True)
+        """
         import keras
 
         outputs = self.bottom.outputs
+        model = keras.Model if rows is None else _in_turns()
+        extra = {} if rows is None else {"rows": rows}
         if len(outputs) == 1:
-            return keras.Model(self.bottom.inputs[0], outputs[0], name="boundary")
+            return model(self.bottom.inputs[0], outputs[0], name="boundary", **extra)
         flat = keras.layers.Concatenate(name="boundary_concat")(
             [keras.layers.Flatten(name=f"boundary_flat_{i}")(t) for i, t in enumerate(outputs)])
-        return keras.Model(self.bottom.inputs[0], flat, name="boundary")
+        return model(self.bottom.inputs[0], flat, name="boundary", **extra)
 
     def unflatten(self, rows):
         """Stored rows (a batch of them) back into the cached tensors, as :meth:`fine_tune_model` takes them."""
@@ -96,6 +118,40 @@ class Boundary:
         sizes = [math.prod(shape) for shape in self.shapes]
         parts = tf.split(rows, sizes, axis=-1)
         return tuple(tf.reshape(part, (-1, *shape)) for part, shape in zip(parts, self.shapes))
+
+
+@functools.cache
+def _in_turns():
+    """The class of a functional model that runs its graph over a batch a slice of ``rows`` images at a time.
+
+    The fill extracts small images in large batches (:func:`graftkit.features.extract.extraction_batch`);
+    the frozen prefix's early, high-resolution activations of a whole batch then outweighed a training
+    step's, and TensorFlow's CPU allocator keeps the memory it grows to: the cached run peaked 45-60 MB
+    above the uncached one (docs/benchmarks.md, section 10; :func:`fill_rows`). The slices run in turn
+    (``parallel_iterations=1``), each freed before the next; the layers and weights, so the feature
+    key, are the functional model's own, and so are the features.
+    """
+    import keras
+    import tensorflow as tf
+
+    class InTurns(keras.Model):
+        def __init__(self, inputs, outputs, *, rows: int, **kwargs):
+            super().__init__(inputs, outputs, **kwargs)
+            self.rows = int(rows)
+
+        def call(self, inputs, training=None, mask=None):
+            whole = super().call  # the functional graph, on one slice
+            rows, shape = self.rows, self.outputs[0].shape[1:]
+            steps = (tf.shape(inputs)[0] + rows - 1) // rows
+            done = tf.TensorArray(self.outputs[0].dtype, size=steps, infer_shape=False, element_shape=(None, *shape))
+
+            def step(i, done):
+                return i + 1, done.write(i, whole(inputs[i * rows:(i + 1) * rows], training=training))
+
+            _, done = tf.while_loop(lambda i, _: i < steps, step, (tf.constant(0), done), parallel_iterations=1)
+            return done.concat()
+
+    return InTurns
 
 
 def find_boundary(model, *, train_bn: bool = False, move_down_above: float = MOVE_DOWN_ABOVE):
@@ -199,23 +255,50 @@ def _size(tensor) -> int:
     return math.prod(int(d) for d in tensor.shape[1:])
 
 
-def boundary_base(base, boundary: Boundary):
+def boundary_base(base, boundary: Boundary, *, rows: int | None = None):
     """A :class:`graftkit.bases.loader.Base` whose "features" are the boundary's tensors, one row per image.
 
     Extracting its features through :func:`graftkit.features.extract.extract_features` keys them on
     the frozen prefix's layers and weights, the cut, the boundary, the size, the preprocessing and the view.
+    ``rows``: run the prefix over that many images at a time (see :meth:`Boundary.flat_model`; the
+    features and their key are the same).
 
     Example:
         >>> boundary_base(base, boundary).cut  # doctest: +SKIP
         'out_relu>boundary:block_11_add'
     """
-    return dataclasses.replace(base, model=boundary.flat_model(),
+    return dataclasses.replace(base, model=boundary.flat_model(rows),
                                cut=f"{base.cut}>boundary:{','.join(boundary.names)}")
 
 
-def choose_dtype(base, boundary: Boundary, paths, *, sample: int = 8) -> tuple[str, str]:
+def fill_rows(batch_size: int, image_size: int) -> int | None:
+    """Images the fill runs through the frozen prefix at a time: half a training batch when it decodes and
+    augments images in larger batches than training does (:func:`graftkit.features.extract.extraction_batch`:
+    small images), else None (whole batches).
+
+    At 128 px the fill's batches are twice a training batch (64 images against 32), and so are their
+    pixels and augmentation; through the prefix 64 at once the fill held 182 MB of TensorFlow's memory
+    at its peak, 32 at a time 140 MB, 16 at a time 94 MB, against 133 MB for an uncached training step on
+    32 (MobileNetV2 0.5, ``last:30%``), for the same CPU time per image. Smaller images go in larger
+    batches still, but their activations are smaller.
+
+    Example:
+        >>> fill_rows(32, 128), fill_rows(32, 224), fill_rows(8, 224)
+        (16, None, 4)
+    """
+    from graftkit.features.extract import extraction_batch
+
+    return max(1, batch_size // 2) if extraction_batch(batch_size, image_size) > batch_size else None
+
+
+def choose_dtype(base, boundary: Boundary, paths, *, sample: int = 8, cut=None) -> tuple[str, str]:
     """``float16`` when storing the boundary tensors at half precision moves the base's outputs by less than
     :data:`FLOAT16_TOLERANCE` of their largest value on the first ``sample`` images, else ``float32``; and why.
+
+    The boundary tensors come from the compiled exact extractor of ``cut`` (default
+    :func:`boundary_base`), the one the fill then runs over the validation images: one trace for both,
+    and none of the prefix's activations held (an eager call of the prefix keeps every one of them
+    until it returns: 113 MB for 8 images at 128 px).
 
     Example:
         >>> choose_dtype(base, boundary, paths)  # doctest: +SKIP
@@ -224,11 +307,13 @@ def choose_dtype(base, boundary: Boundary, paths, *, sample: int = 8) -> tuple[s
     import tensorflow as tf
 
     from graftkit.data.pipeline import make_dataset
+    from graftkit.features.extract import extractor
 
+    cut = cut if cut is not None else boundary_base(base, boundary)
     images = next(iter(make_dataset(list(paths)[:sample], image_size=base.image_size, channels=base.channels,
                                     batch_size=sample)))
-    crossing = boundary.bottom(base.preprocessing_layer()(images), training=False)
-    crossing = crossing if isinstance(crossing, (list, tuple)) else [crossing]
+    crossing = boundary.unflatten(extractor(cut)(images))
+    crossing = list(crossing) if isinstance(crossing, (list, tuple)) else [crossing]
     halved = [tf.cast(tf.cast(t, tf.float16), tf.float32) for t in crossing]
     if not all(bool(tf.reduce_all(tf.math.is_finite(t))) for t in halved):
         return "float32", "float32 (the boundary tensors exceed float16's range)"
@@ -338,8 +423,9 @@ def boundary_cache(base, head, split, *, train_bn: bool = False, augment: bool =
         return None
     start = time.perf_counter()
     k = (views or DEFAULT_VIEWS) if augment else 1
+    cut = boundary_base(base, boundary, rows=fill_rows(batch_size, base.image_size))
     if dtype is None:
-        dtype, dtype_why = choose_dtype(base, boundary, split.train.paths)
+        dtype, dtype_why = choose_dtype(base, boundary, split.train.paths, cut=cut)
     else:
         dtype_why = f"{dtype} (asked for)"
     mode = "auto" if feature_cache in ("auto", "off") else feature_cache
@@ -355,7 +441,6 @@ def boundary_cache(base, head, split, *, train_bn: bool = False, augment: bool =
     else:
         drawn = ", one view drawn per image each epoch"
     log.info(f"fine-tuning on the boundary cache: {boundary.how}; {dtype_why}; {storage}{drawn}")
-    cut = boundary_base(base, boundary)
     budget = feature_memory_mb if feature_memory_mb is not None else default_memory_budget_mb()  # the plan checked the sum
     counts = {"computed": 0, "cached": 0}
 

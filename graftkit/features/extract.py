@@ -15,7 +15,7 @@ import numpy as np
 
 from graftkit import log, settings
 from graftkit.errors import GraftError
-from graftkit.features.key import feature_key, image_keys, view_seed
+from graftkit.features.key import feature_key, is_text, item_keys, view_seed
 from graftkit.features.store import CACHE_MODES, Store, default_memory_budget_mb
 
 
@@ -79,7 +79,7 @@ def extract_features(base, paths, *, view: int | None = None, seed: int = 0, bat
         report["computed"] = len(paths)
         return out
 
-    keys = image_keys(paths)
+    keys = item_keys(base, paths)
     try:
         store = Store(settings.cache_dir() / "features" / key, shape, dtype, description)
     except GraftError as error:
@@ -170,9 +170,12 @@ def features_dataset(views, labels, *, batch_size: int, shuffle: bool = False, s
 
 
 def _compute(base, paths, rows, out, view, seed, pool, batch_size) -> None:
-    """Run the base over ``paths[rows]`` and write the features into ``out[rows]``."""
+    """Run the base over ``paths[rows]`` (image files, or texts) and write the features into ``out[rows]``."""
     rows = list(rows)
     if not rows:
+        return
+    if is_text(base):
+        _compute_texts(base, [paths[i] for i in rows], np.asarray(rows), out, batch_size)
         return
     from graftkit.data.pipeline import make_dataset
 
@@ -194,6 +197,16 @@ def _compute(base, paths, rows, out, view, seed, pool, batch_size) -> None:
         path = paths[rows[np.flatnonzero(~written)[0]]]
         raise GraftError(f"cannot read image '{path}' any more (it changed while graftkit ran): "
                          "replace the file or leave it out, then run again")
+
+
+def _compute_texts(base, texts, rows, out, batch_size) -> None:
+    """A text encoder's pooled outputs for ``texts``, tokenized once and run in batches of like length."""
+    from graftkit.data.tokens import token_outputs
+
+    tokens = base.tokenizer.encode(texts, base.max_length)
+    bar = log.progress(len(texts), "text features", unit="texts")
+    out[rows] = token_outputs(base.model, tokens, batch_size=max(batch_size, 64), progress=bar.update)
+    bar.close()
 
 
 def extraction_batch(batch_size: int, image_size: int) -> int:

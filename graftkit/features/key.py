@@ -43,7 +43,7 @@ def feature_key(base, *, view: int | None = None, seed: int = 0, dtype: str = "f
         "architecture": _architecture_hash(base.model),
         "weights": _weights_hash(base.model),
         "cut": base.cut,
-        "image_size": int(base.image_size),
+        "image_size": None if is_text(base) else int(base.image_size),
         "preprocessing": base.preprocessing,
         "feature_shape": [int(d) for d in base.feature_shape],
         "pool": pool,
@@ -51,8 +51,30 @@ def feature_key(base, *, view: int | None = None, seed: int = 0, dtype: str = "f
                                               "augmentation": _augmentation_config()},
         "dtype": np.dtype(dtype).name,
     }
+    if is_text(base):
+        description["max_length"] = int(base.max_length)
     text = json.dumps(description, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32], description
+
+
+def is_text(base) -> bool:
+    """Whether ``base`` encodes texts (a :class:`graftkit.bases.text.TextBase`) rather than images."""
+    return getattr(base, "kind", "image") == "text"
+
+
+def item_keys(base, items) -> list[str]:
+    """One identity per example: an image file's (:func:`image_keys`), or a text's digest.
+
+    Example:
+        >>> class Encoder: kind = "text"
+        >>> item_keys(Encoder(), ["hello"]) == item_keys(Encoder(), ["hello"])
+        True
+    """
+    if is_text(base):
+        from graftkit.data.text import text_digest
+
+        return [text_digest(text) for text in items]
+    return image_keys(items)
 
 
 def image_keys(paths) -> list[str]:

@@ -68,6 +68,24 @@ def parse_freeze(text: str) -> FreezeSpec:
                      "(N > 0, 0 < P <= 100)")
 
 
+def for_base(spec: FreezeSpec, base) -> FreezeSpec:
+    """``spec`` as it applies to ``base``: for a text encoder, ``last`` counts transformer blocks, not layers.
+
+    A transformer block is a dozen layers (attention, norms, the feed-forward pair) that only make
+    sense trained together, so ``last:2`` fine-tunes a text encoder's top two blocks and
+    ``last:30%`` the top 30% of its blocks (at least one).
+
+    Example:
+        >>> class Encoder: kind, blocks = "text", 6
+        >>> for_base(parse_freeze("last:30%"), Encoder()), for_base(parse_freeze("last:9"), Encoder()).count
+        (FreezeSpec(kind='blocks', count=2, percent=None, layer=None), 6)
+    """
+    if getattr(base, "kind", "image") != "text" or spec.kind != "last":
+        return spec
+    count = spec.count if spec.count is not None else math.ceil(base.blocks * spec.percent / 100)
+    return FreezeSpec("blocks", count=max(1, min(count, base.blocks)))
+
+
 def _suggestion(value: str) -> str:
     """``: did you mean last:30%?`` for ``last30%``, ``last=30``, ``frozen``...; empty when nothing is close."""
     import difflib

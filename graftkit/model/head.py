@@ -68,7 +68,8 @@ def build_head(
 
 
 def assemble(base, head: keras.Model, *, train_bn: bool = False) -> keras.Model:
-    """Join preprocessing, a cut base and a head into one model that takes RGB pixels 0..255.
+    """Join preprocessing, a cut base and a head into one model that takes RGB pixels 0..255 (or, for a text
+    encoder, token ids).
 
     The base is called with ``training=False`` unless ``train_bn``: its BatchNorm layers then
     keep using their ImageNet statistics even while unfrozen (the fine-tuning trap of keras#9965).
@@ -85,6 +86,9 @@ def assemble(base, head: keras.Model, *, train_bn: bool = False) -> keras.Model:
         >>> [layer.name for layer in model.layers]
         ['image', 'preprocess', 'base', 'head']
     """
+    if getattr(base, "kind", "image") == "text":  # token ids (0 = padding) of any length; dropout on in training
+        inputs = keras.Input((None,), dtype="int32", name="token_ids")
+        return keras.Model(inputs, head(base.model(inputs)), name="graft")
     size = base.image_size
     inputs = keras.Input((size, size, base.channels), name="image")
     x = base.preprocessing_layer()(inputs)

@@ -9,7 +9,7 @@ import numpy as np
 _TRACES = weakref.WeakKeyDictionary()  # model -> its compiled forward pass, traced once
 
 
-def compiled_forward(model, *, input_shape=None):
+def compiled_forward(model, *, input_shape=None, dtype: str | None = None):
     """A compiled inference-mode forward pass of ``model``, steadier and faster than ``model.predict``.
 
     Traced once for any batch size (the batch axis is left open), and kept with the model,
@@ -19,7 +19,9 @@ def compiled_forward(model, *, input_shape=None):
     Args:
         model: a Keras model, or any callable ``f(batch, training=False)``.
         input_shape: the shape of one example, for a callable without ``inputs``; None leaves
-            the shape open (a trace per new shape).
+            the shape open (a trace per new shape). ``None`` inside it is an open axis (a text's length).
+        dtype: what batches are cast to: ``float32`` (pixels, features) by default, the model's own
+            input dtype when that is an integer (token ids).
 
     Example:
         >>> import keras, numpy as np
@@ -33,12 +35,13 @@ def compiled_forward(model, *, input_shape=None):
     import tensorflow as tf
 
     is_model = isinstance(model, keras.layers.Layer)
+    dtype = tf.as_dtype(dtype or _input_dtype(model))
     traced = _TRACES.get(model) if is_model else None
     if traced is None:
         # The cache holds the model weakly and so must the trace, or no model would ever be freed.
         owner = weakref.ref(model) if is_model else (lambda: model)
         shape = input_shape if input_shape is not None else _example_shape(model)
-        signature = None if shape is None else [tf.TensorSpec((None, *shape), tf.float32)]
+        signature = None if shape is None else [tf.TensorSpec((None, *shape), dtype)]
 
         @tf.function(input_signature=signature, reduce_retracing=True, autograph=False)  # no Python control flow
         def traced(batch):                                                               # to convert: faster trace
@@ -48,7 +51,7 @@ def compiled_forward(model, *, input_shape=None):
             _TRACES[model] = traced
 
     def forward(batch):
-        return traced(tf.cast(batch, tf.float32))
+        return traced(tf.convert_to_tensor(batch, tf.string) if dtype == tf.string else tf.cast(batch, dtype))
 
     forward.model = model  # what is handed out keeps its model alive for as long as it is used
     forward.traced = traced
@@ -56,13 +59,23 @@ def compiled_forward(model, *, input_shape=None):
 
 
 def _example_shape(model):
-    """The shape of one example of a single-input model with a fixed float input, else None."""
+    """The shape of one example of a single-input model with a fixed float input (or int ids of any
+    length), else None."""
     inputs = getattr(model, "inputs", None)
     if not inputs or len(inputs) != 1:
         return None
     shape = tuple(inputs[0].shape[1:])
     dtype = str(getattr(inputs[0], "dtype", "float32"))
+    if "int" in dtype or "string" in dtype:
+        return shape
     return shape if all(d is not None for d in shape) and "float" in dtype else None
+
+
+def _input_dtype(model) -> str:
+    """``float32``, or the integer (or string) dtype of a single-input model that takes ids (or texts)."""
+    inputs = getattr(model, "inputs", None)
+    dtype = str(getattr(inputs[0], "dtype", "float32")) if inputs and len(inputs) == 1 else "float32"
+    return dtype if "int" in dtype or "string" in dtype else "float32"
 
 
 def predict_dataset(model, dataset, *, progress=None) -> np.ndarray:

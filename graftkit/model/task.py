@@ -90,11 +90,13 @@ class Task:
                             axis=-1)
         return ops.abs(ops.reshape(ops.cast(y, p.dtype), (-1,)) - ops.reshape(p, (-1,)))
 
-    def compile(self, model, learning_rate: float) -> None:
-        """(Re)compile ``model`` with Adam, this task's loss and metric; needed after any change of ``trainable``."""
+    def compile(self, model, learning_rate: float, optimizer=None) -> None:
+        """(Re)compile ``model`` with Adam (or ``optimizer``), this task's loss and metric; needed after any change of
+        ``trainable``."""
         import keras
 
         metric = {"single": keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                   "multilabel": keras.metrics.BinaryAccuracy(name="accuracy"),
                   "regression": keras.metrics.MeanAbsoluteError(name="mae")}[self.kind]
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=self.per_example_loss, metrics=[metric])
+        model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate), loss=self.per_example_loss,
+                      metrics=[metric])

@@ -322,14 +322,15 @@ def shorten(name: str, width: int) -> str:
     return name[:width - 1 - tail] + "…" + name[len(name) - tail:]
 
 
-def format_scores(scores: dict, *, confusions: int = 20) -> str:
+def format_scores(scores: dict, *, confusions: int = 20, unit: str = "images") -> str:
     """The scores as plain text for the terminal, no line longer than :data:`LINE_WIDTH`.
 
     Multi-label scores: mAP, F1 and exact match, then one line per label (threshold, precision,
     recall, F1, average precision, support). Regression: MAE, RMSE and R², and the targets' spread.
     Single-label scores: accuracy, then one line per class (precision, recall, F1, support), then the confusion
     matrix when its rows fit on a line (a dozen classes or so), otherwise the ``confusions``
-    most frequent mistakes. Long class names are shortened with an ellipsis.
+    most frequent mistakes. Long class names are shortened with an ellipsis. ``unit`` names the examples
+    (``images`` or ``texts``).
 
     Example:
         >>> s = score(np.array([0, 1, 1]), np.array([[.9, .1], [.2, .8], [.6, .4]]), ["ant", "bee"])
@@ -347,12 +348,12 @@ def format_scores(scores: dict, *, confusions: int = 20) -> str:
     """
     kind = task_kind(scores.get("task"))
     if kind == "multilabel":
-        return _format_multilabel(scores)
+        return _format_multilabel(scores).replace(" images,", f" {unit},", 1)
     if kind == "regression":
-        return _format_regression(scores)
+        return _format_regression(scores).replace(" images ", f" {unit} ", 1)
     names = scores["class_names"]
     width = min(40, max(len(n) for n in names + ["class"]))
-    lines = [f"accuracy {scores['accuracy']:.4f} on {scores['count']} images", "",
+    lines = [f"accuracy {scores['accuracy']:.4f} on {scores['count']} {unit}", "",
              f"{'class':<{width}}  precision  recall      f1  support"]
     for name in names:
         row = scores["per_class"][name]

@@ -138,7 +138,14 @@ def export_model(model, path: str | Path, format: str, *, check_images, quantize
         from graftkit.results.runtimes import load_runner
 
         # A Lambda's code in the model already runs in this process: reading it back trusts nothing new.
-        runner = load_runner(tmp, format, trust_model=holds_python_code(model))
+        try:
+            runner = load_runner(tmp, format, trust_model=holds_python_code(model))
+        except GraftError:
+            raise
+        except Exception as error:  # a runtime that cannot load what the converter wrote
+            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise GraftError(f"the {format} export does not load in its runtime ({first}); nothing written to "
+                             f"'{path}'") from None
         check = compare(model, runner, check_images, min_agreement=limit, max_allowed=bound, task=task,
                         thresholds=thresholds, scale=scale)
         if not check.passed:
@@ -182,6 +189,7 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
     from graftkit.model.infer import input_channels, input_size
     from graftkit.results.evaluate import task_kind, threshold_array
     from graftkit.results.modelfile import load_trained, read_json
+    from graftkit.results.texts import is_text_model, takes_strings
     from graftkit.runfolder import CLASSES_FILE, THRESHOLDS_FILE
 
     _check_options(format, quantize)
@@ -194,16 +202,28 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     task = (read_json(run_dir / "metrics.json") or {}).get("task") or {}
     thresholds = read_json(run_dir / THRESHOLDS_FILE)
-    check_paths, calibration_paths = _images_for(run_dir, data, check_count, calibration_count, seed)
-    size = input_size(model)
+    text = is_text_model(model)
+    if text and quantize == "int8":
+        raise GraftError("--quantize int8 is for image models (it calibrates on images): use float16 or dynamic "
+                         "for a text model")
+    if text and takes_strings(model) and format in ("tflite", "onnx"):
+        raise GraftError(f"the TF-IDF model takes raw strings, which {format} cannot: export it as keras or "
+                         "savedmodel (both take the strings)")
+    if text and format == "onnx":
+        raise GraftError("ONNX cannot run a transformer encoder's exact GELU (tf2onnx writes an Erfc op that "
+                         "onnxruntime does not have): export it as keras, savedmodel or tflite")
+    check_paths, calibration_paths = _images_for(run_dir, data, check_count, calibration_count, seed, text=text)
 
     def batches(paths):
-        return (batch.numpy() for batch in make_dataset(paths, image_size=size, batch_size=batch_size,
-                                                                  channels=input_channels(model)))
+        if text:
+            return _text_batches(model, paths, run_dir, batch_size)
+        return (batch.numpy() for batch in make_dataset(paths, image_size=input_size(model), batch_size=batch_size,
+                                                        channels=input_channels(model)))
 
     target = Path(out) if out else run_dir / "exports" / default_name(format, quantize)
     log.info(f"exporting {format}{'' if quantize == 'none' else ' ' + quantize} to {target}, checked on "
-             f"{len(check_paths)} images" + (f", calibrated on {len(calibration_paths)}" if quantize == "int8" else ""))
+             f"{len(check_paths)} {'texts' if text else 'images'}"
+             + (f", calibrated on {len(calibration_paths)}" if quantize == "int8" else ""))
     export = export_model(model, target, format, check_images=batches(check_paths), quantize=quantize,
                           calibration_images=batches(calibration_paths) if quantize == "int8" else None,
                           min_agreement=min_agreement, max_difference=max_difference, task=task_kind(task),
@@ -212,7 +232,26 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
     atomic_write_json(target.parent / CLASSES_FILE, class_names)
     if thresholds is not None:  # a multi-label model's decisions need its thresholds beside it
         atomic_write_json(target.parent / THRESHOLDS_FILE, thresholds)
+    if text and not takes_strings(model):  # the ids it takes come from the run's tokenizer
+        from graftkit.runfolder import INPUTS_FILE, TOKENIZER_CONTRACT_FILE, TOKENIZER_FILE
+
+        for name in (TOKENIZER_FILE, TOKENIZER_CONTRACT_FILE, INPUTS_FILE):
+            if (run_dir / name).is_file():
+                shutil.copyfile(run_dir / name, target.parent / name)
     return export
+
+
+def _text_batches(model, texts, run_dir: Path, batch_size: int):
+    """Validation texts as a text model takes them: token-id matrices (or string vectors), batch by batch."""
+    from graftkit.results.texts import run_tokenizer, takes_strings
+
+    if takes_strings(model):
+        return (np.array(texts[i:i + batch_size], dtype=object) for i in range(0, len(texts), batch_size))
+    from graftkit.data.tokens import length_batches, pad_batch
+
+    tokenizer, max_length = run_tokenizer(run_dir)
+    tokens = tokenizer.encode(list(texts), max_length)
+    return (pad_batch(tokens, rows) for rows in length_batches([len(t) for t in tokens], batch_size))
 
 
 def default_name(format: str, quantize: str = "none") -> str:
@@ -227,8 +266,9 @@ def default_name(format: str, quantize: str = "none") -> str:
     return "model" + ("" if quantize == "none" else f"-{quantize}") + FORMATS[format]
 
 
-def _images_for(run_dir: Path, data, check_count: int, calibration_count: int, seed: int):
-    """(check paths, calibration paths): from ``data`` if given, else the run's validation / training split."""
+def _images_for(run_dir: Path, data, check_count: int, calibration_count: int, seed: int, *, text: bool = False):
+    """(check paths, calibration paths): from ``data`` if given, else the run's validation / training split
+    (for a text model: texts)."""
     from graftkit.data.layout import list_images
     from graftkit.results.modelfile import split_files
 
@@ -239,10 +279,17 @@ def _images_for(run_dir: Path, data, check_count: int, calibration_count: int, s
         return [paths[i] for i in sorted(chosen)]
 
     if data is not None:
-        paths = list_images([str(data)])
+        if text:
+            from graftkit.data.text import list_texts
+
+            paths = list_texts([str(data)])
+        else:
+            paths = list_images([str(data)])
         return sample(paths, check_count), sample(paths, calibration_count)
     split = split_files(run_dir)
     val, train = [p for p, _ in split["val"]], [p for p, _ in split["train"]]
+    if text:
+        return sample(val, check_count), sample(train, calibration_count)
     missing = next((p for p in val + train if not Path(p).is_file()), None)
     if missing:
         raise GraftError(f"the run's image '{missing}' is gone: pass --data FOLDER of images to check the export on")
@@ -271,8 +318,10 @@ def compare(model, runner, batches, *, min_agreement: float, max_allowed: float 
     forward = compiled_forward(model)
     same = count = 0
     worst = 0.0
+    from graftkit.results.runtimes import as_input
+
     for batch in batches:
-        batch = np.asarray(batch, np.float32)
+        batch = as_input(batch)
         expected = forward(batch).numpy()
         got = np.asarray(runner(batch), np.float32).reshape(expected.shape)
         if kind == "multilabel":
@@ -352,7 +401,9 @@ def _write_onnx(model, path: Path) -> None:
     except ImportError:
         raise GraftError("ONNX export needs tf2onnx and onnxruntime: pip install 'graftkit[export]'") from None
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    spec = (tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name="images"),)
+    ids = "int" in str(model.inputs[0].dtype)  # a text model takes token ids
+    spec = (tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.int32 if ids else tf.float32,
+                          name="token_ids" if ids else "images"),)
     try:
         # from_function, not from_keras: tf2onnx's Keras path trips over Keras 3 tensor names.
         forward = tf.function(lambda images: model(images, training=False), input_signature=spec)

@@ -84,6 +84,16 @@ def prediction_rows(outputs, names, class_names: list[str], *, task="single", to
     return [make(name, row) for name, row in zip(names, np.asarray(outputs))]
 
 
+def text_rows(rows: list[dict]) -> list[dict]:
+    """Prediction rows of texts: each row's ``path`` named ``text`` (the CSV's and JSON's first column then too).
+
+    Example:
+        >>> text_rows([{"path": "free prize", "label": "spam"}])
+        [{'text': 'free prize', 'label': 'spam'}]
+    """
+    return [{"text": row["path"], **{k: v for k, v in row.items() if k != "path"}} for row in rows]
+
+
 def _row_maker(task, class_names, top_k, thresholds) -> Callable[[object, np.ndarray], dict]:
     """``(path, output row) -> prediction row`` for the task."""
     from graftkit.results.evaluate import task_kind, threshold_array
@@ -143,7 +153,8 @@ def write_predictions(rows: Iterable[dict], stream: TextIO, format: str = "csv")
     The rows' task is read from the first row (rows with ``value``: regression; with ``labels``:
     multi-label). ``csv`` has the columns ``path, label, probability, top_k`` (single label),
     ``path, label, labels, top_k`` (multi-label; ``label`` the ``;``-joined set, ``labels`` and
-    ``top_k`` as ``name:p;name:p``) or ``path, value`` (regression); ``json`` is one array of row
+    ``top_k`` as ``name:p;name:p``) or ``path, value`` (regression), with ``text`` for ``path`` when the rows
+    are texts' (:func:`text_rows`); ``json`` is one array of row
     objects, written row by row; ``table`` is for reading.
 
     Example:
@@ -167,12 +178,13 @@ def write_predictions(rows: Iterable[dict], stream: TextIO, format: str = "csv")
         return 0
     rows = itertools.chain([first], rows)
     kind = "regression" if "value" in first else "multilabel" if "labels" in first else "single"
+    item = "text" if "text" in first else "path"
     count = 0
     if format == "csv":
         writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS[kind])
+        writer.writerow([item, *CSV_COLUMNS[kind][1:]])
         for row in rows:
-            writer.writerow(_csv_row(kind, row))
+            writer.writerow(_csv_row(kind, {**row, "path": row[item]}))
             count += 1
     elif format == "json":
         stream.write("[")
@@ -182,7 +194,7 @@ def write_predictions(rows: Iterable[dict], stream: TextIO, format: str = "csv")
         stream.write("\n]\n")
     else:
         for row in rows:
-            stream.write(_table_line(kind, row) + "\n")
+            stream.write(_table_line(kind, {**row, "path": row[item]}) + "\n")
             count += 1
     return count
 

@@ -36,6 +36,8 @@ details summary{cursor:pointer;color:#246}
 figure{margin:0;width:150px;font-size:.85em}figure img{width:140px;height:140px;object-fit:contain;
 background:#f4f4f4;border:2px solid #c33}figcaption{word-break:break-all}
 pre{background:#f7f7f7;padding:.8em;overflow:auto}.muted{color:#777}
+figure:has(blockquote.text){width:330px}blockquote.text{margin:0 0 .3em;padding:.4em .6em;border-left:3px solid #c33;
+background:#f7f7f7;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.95em}
 """
 
 
@@ -152,12 +154,13 @@ def render(*, title: str, scores: dict, plots: dict, stages: dict, config: dict,
 
     e = html.escape
     kind = task_kind(scores.get("task"))
+    unit = _unit(base)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{e(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        f'<p class="summary">{_summary(scores, kind)}{" &middot; " + e(note) if note else ""}</p>',
+        f'<p class="summary">{_summary(scores, kind, unit)}{" &middot; " + e(note) if note else ""}</p>',
     ]
     plots = dict(plots)
     if "Training curves" in plots:
@@ -187,7 +190,7 @@ def render(*, title: str, scores: dict, plots: dict, stages: dict, config: dict,
             parts.append(_plot_section(caption, Path(plots.pop(caption)), folder,
                                        "left: each image's prediction against its true value, the line where they "
                                        "agree; right: the error (predicted - true) against the prediction"))
-    parts.append(_mistakes_section(mistakes, kind))
+    parts.append(_mistakes_section(mistakes, kind, text=(base or {}).get("modality") == "text"))
     for caption, png in plots.items():
         parts.append(_plot_section(caption, Path(png), folder))
     if base or config:
@@ -197,8 +200,17 @@ def render(*, title: str, scores: dict, plots: dict, stages: dict, config: dict,
     return "\n".join(parts) + "\n"
 
 
-def _summary(scores: dict, kind: str) -> str:
-    """The line under the title: the headline number in bold, with what it is of."""
+def _unit(base: dict | None) -> str:
+    """What a run's examples are called: ``texts`` for a text base (``metrics["base"]["modality"]``), else ``images``."""
+    return "texts" if (base or {}).get("modality") == "text" else "images"
+
+
+def _summary(scores: dict, kind: str, unit: str = "images") -> str:
+    """The line under the title: the headline number in bold, with what it is of (``unit``: images or texts)."""
+    return _summary_in_images(scores, kind).replace(" images", f" {unit}", 1)
+
+
+def _summary_in_images(scores: dict, kind: str) -> str:
     count = scores["count"]
     if kind == "single":
         return (f'accuracy <b id="accuracy">{scores["accuracy"]:.4f}</b> on {count} images, '
@@ -333,17 +345,26 @@ def _top_confusions_table(scores: dict, limit: int = 25) -> str:
             f"matrix is confusion_matrix in the JSON scores</p>{body}</section>")
 
 
-def _mistakes_section(mistakes: list[dict], kind: str = "single") -> str:
+TEXT_SHOWN = 400  # characters of a mistaken text shown in the report
+
+
+def _mistakes_section(mistakes: list[dict], kind: str = "single", *, text: bool = False) -> str:
+    """The mistakes as thumbnails with their labels, or, for a text model (``text``), as the texts themselves."""
     e = html.escape
     heading = {"single": "Most confident mistakes", "multilabel": "Images with the most wrong labels",
                "regression": "Largest errors"}[kind]
+    heading = heading.replace("Images", "Texts") if text else heading
     ident = "mistakes"
     if not mistakes:
         return f'<section id="{ident}"><h2>{heading}</h2><p>No mistakes.</p></section>'
     figures = []
     for m in mistakes:
-        thumb = _thumbnail(m["path"])
-        image = f'<img alt="{e(Path(m["path"]).name)}" src="{thumb}">' if thumb else "<p>(unreadable)</p>"
+        if text:
+            shown = m["path"] if len(m["path"]) <= TEXT_SHOWN else m["path"][:TEXT_SHOWN - 1] + "\u2026"
+            image = f'<blockquote class="text">{e(shown)}</blockquote>'
+        else:
+            thumb = _thumbnail(m["path"])
+            image = f'<img alt="{e(Path(m["path"]).name)}" src="{thumb}">' if thumb else "<p>(unreadable)</p>"
         if kind == "regression":
             caption = (f'true <b>{m["true"]:.4g}</b>, predicted <b>{m["predicted"]:.4g}</b> '
                        f'(error {m["error"]:+.3g})')
@@ -352,8 +373,8 @@ def _mistakes_section(mistakes: list[dict], kind: str = "single") -> str:
                        f'({m["wrong"]} wrong: {e(_wrong_labels(m))})')
         else:
             caption = f'true <b>{e(m["true"])}</b>, predicted <b>{e(m["predicted"])}</b> ({m["probability"]:.2f})'
-        figures.append(f'<figure>{image}<figcaption>{caption}<br><span class="muted">{e(Path(m["path"]).name)}'
-                       "</span></figcaption></figure>")
+        name = "" if text else f'<br><span class="muted">{e(Path(m["path"]).name)}</span>'
+        figures.append(f'<figure>{image}<figcaption>{caption}{name}</figcaption></figure>')
     note = {"single": "", "multilabel": '<p class="muted">most wrong labels first, then the surest</p>',
             "regression": '<p class="muted">largest absolute error first</p>'}[kind]
     return (f'<section id="{ident}"><h2>{heading}</h2>{note}'
@@ -432,7 +453,7 @@ def write_run_report(folder: str | Path, *, metrics: dict, config: dict, mistake
     return write_report(
         folder / "report.html", title=f"graftkit run {folder.name}", scores=metrics, plots=plots,
         stages=metrics.get("stages"), config=config, base={**(metrics.get("base") or {}), "load": load},
-        mistakes=mistakes, note=f"validation images of {config.get('data', '?')}",
+        mistakes=mistakes, note=f"validation {_unit(metrics.get('base'))} of {config.get('data', '?')}",
         links=[folder / n for n in ("metrics.json", "config.json", "history.json", "classes.json", "inputs.json",
                                     "thresholds.json")])
 

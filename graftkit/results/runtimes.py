@@ -63,7 +63,20 @@ def _keras(path: Path, trust_model: bool = False) -> Runner:
 
     model, _ = load_trained(path, trust_model=trust_model)
     forward = compiled_forward(model)
-    return lambda batch: forward(np.asarray(batch, np.float32)).numpy()
+    return lambda batch: forward(as_input(batch)).numpy()
+
+
+def as_input(batch) -> np.ndarray:
+    """A batch as a model takes it: images as float32; token ids (integers) and texts (strings) as they are.
+
+    Example:
+        >>> as_input(np.zeros((1, 2), "uint8")).dtype, as_input(np.array([[3, 4]])).dtype.kind
+        (dtype('float32'), 'i')
+    """
+    batch = np.asarray(batch)
+    if batch.dtype.kind in "OSU" or (batch.dtype.kind == "i" and batch.dtype.itemsize >= 4):
+        return batch
+    return batch.astype(np.float32)
 
 
 def _savedmodel(path: Path) -> Runner:
@@ -71,10 +84,10 @@ def _savedmodel(path: Path) -> Runner:
 
     loaded = tf.saved_model.load(str(path))
     serve = loaded.signatures["serving_default"]
-    name = next(iter(serve.structured_input_signature[1]))
+    name, spec = next(iter(serve.structured_input_signature[1].items()))
 
     def run(batch):
-        outputs = serve(**{name: tf.constant(batch, tf.float32)})
+        outputs = serve(**{name: tf.constant(as_input(batch), spec.dtype)})
         return next(iter(outputs.values())).numpy()
 
     return run
@@ -100,7 +113,7 @@ def _tflite(path: Path) -> Runner:
     shape = [None]
 
     def run(batch):
-        batch = np.asarray(batch, np.float32)
+        batch = as_input(batch)
         if shape[0] != batch.shape:
             interpreter.resize_tensor_input(source["index"], batch.shape, strict=False)
             interpreter.allocate_tensors()
@@ -135,5 +148,6 @@ def _onnx(path: Path) -> Runner:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: np.asarray(batch, np.float32)})[0]
+    source = session.get_inputs()[0]
+    dtype = np.int32 if "int32" in source.type else np.float32
+    return lambda batch: session.run(None, {source.name: np.asarray(as_input(batch), dtype)})[0]

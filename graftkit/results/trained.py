@@ -109,6 +109,8 @@ class Run:
         """
         from graftkit.results.predict import predict_arrays, predict_files
 
+        if self.modality == "text":
+            return self._predict_texts(inputs, top_k=top_k, batch_size=batch_size)
         if _is_pixels(inputs):
             return list(predict_arrays(self.model, inputs, self.class_names, top_k=top_k, batch_size=batch_size,
                                        task=self.task, thresholds=self.thresholds))
@@ -125,14 +127,52 @@ class Run:
         """Score the model on a labelled folder (its ``val/`` part when it is split) or a label table (its
         ``test`` rows when it has any); returns the scores of the model's task (see
         :func:`graftkit.results.evaluate.score`), a multi-label model's at its thresholds."""
-        from graftkit.data.layout import labelled_images
-        from graftkit.results.evaluate import evaluate_images
-
-        images = labelled_images(data, self.class_names, strict=strict, task=self.task, labels=labels,
-                                 path_column=path_column, label_column=label_column)
-        scores, _ = evaluate_images(self.model, images, batch_size=batch_size, task=self.task,
-                                    thresholds=self.thresholds)
+        scores, _, _ = self.evaluate_outputs(data, batch_size=batch_size, strict=strict, labels=labels,
+                                             path_column=path_column, label_column=label_column)
         return scores
+
+    def evaluate_outputs(self, data, *, batch_size: int = 32, strict: bool = False, labels=None, path_column=None,
+                         label_column=None):
+        """``(scores, the labelled examples, the model's outputs on them)`` of :meth:`evaluate`."""
+        from graftkit.data.layout import labelled_images
+        from graftkit.results.evaluate import evaluate_images, score
+
+        examples = labelled_images(data, self.class_names, strict=strict, task=self.task, labels=labels,
+                                   path_column=path_column, label_column=label_column)
+        if self.modality == "text":
+            from graftkit.results.texts import text_outputs
+
+            outputs = text_outputs(self.model, examples.paths, self.run_dir)
+            scores = score(examples.labels, outputs, examples.class_names, task=self.task, thresholds=self.thresholds)
+            return scores, examples, outputs
+        scores, outputs = evaluate_images(self.model, examples, batch_size=batch_size, task=self.task,
+                                          thresholds=self.thresholds)
+        return scores, examples, outputs
+
+    @property
+    def modality(self) -> str:
+        """``image``, or ``text`` for a model that takes texts (token ids or strings).
+
+        Example:
+            >>> Run(model=None, class_names=["ham"], metrics={"base": {"modality": "text"}}).modality
+            'text'
+        """
+        from graftkit.results.texts import is_text_model
+
+        known = (self.metrics.get("base") or {}).get("modality")
+        if known:
+            return known
+        return "text" if self.model is not None and is_text_model(self.model) else "image"
+
+    def _predict_texts(self, inputs, *, top_k: int, batch_size: int) -> list[dict]:
+        from graftkit.data.text import list_texts
+        from graftkit.results.predict import prediction_rows, text_rows
+        from graftkit.results.texts import text_outputs
+
+        texts = list_texts([inputs] if isinstance(inputs, (str, Path)) else list(inputs))
+        outputs = text_outputs(self.model, texts, self.run_dir, batch_size=max(batch_size, 64))
+        return text_rows(prediction_rows(outputs, texts, self.class_names, task=self.task, top_k=top_k,
+                                         thresholds=self.thresholds))
 
     def export(self, format: str = "tflite", **options):
         """Export the model (``keras``, ``savedmodel``, ``tflite``, ``onnx``), checked against it;

@@ -212,10 +212,12 @@ def data_digest(split, root) -> str:
     import os
 
     digest = hashlib.sha256()
+    texts = getattr(split, "modality", "image") == "text"  # the examples are texts, not files under root
     for part in (split.train, split.val):
         for path, label in zip(part.paths, part.labels):
             text = str(int(label)) if label.dtype.kind in "iu" else repr(label.tolist())  # a class, a row, a number
-            digest.update(os.fsencode(os.path.relpath(path, root)) + b"\0" + text.encode() + b"\n")
+            item = path.encode("utf-8", "surrogatepass") if texts else os.fsencode(os.path.relpath(path, root))
+            digest.update(item + b"\0" + text.encode() + b"\n")
         digest.update(b"--\n")
     return digest.hexdigest()
 

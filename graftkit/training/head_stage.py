@@ -65,7 +65,7 @@ def choose_views(aug_views: int | None, augment: bool) -> tuple[int, str]:
 def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs: int, learning_rate: float,
                       patience: int, class_weight: dict | None = None, feature_cache: str = "auto",
                       feature_memory_mb: int | None = None, seed: int = 0, callbacks: list | None = None,
-                      checkpoint=None, resume=None, task=None):
+                      checkpoint=None, resume=None, task=None, strategy=None):
     """Extract (or reuse) the base's features of a split and fit ``head`` on them.
 
     Args:
@@ -80,6 +80,10 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
         callbacks: more Keras callbacks for the head's ``fit`` (e.g. TensorBoard).
         checkpoint, resume: as for :func:`graftkit.training.stages.fit_stage` (a resume replays the
             shuffles of the epochs done, so it goes on exactly as the interrupted run would have).
+        strategy: a ``tf.distribute`` strategy whose scope made ``head``: the head trains on its
+            replicas, each global batch split between them, in the same order of examples as
+            without one; on several workers each computes its share of the features into the
+            shared cache, then all read them whole (:func:`graftkit.training.distribute.split_pass`).
 
     Returns:
         ``(StageResult, CachedFeatures)``.
@@ -99,11 +103,20 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
     options = {"batch_size": batch_size, "feature_cache": feature_cache, "feature_memory_mb": feature_memory_mb, "pool": pool}
     counts = {"computed": 0, "cached": 0}
 
-    def extract(paths, view=None):
+    def extract_here(paths, view=None):
         stats = {}
         array = extract_features(base, paths, view=view, seed=seed, stats=stats, **options)
-        counts["computed"] += stats["computed"]
-        counts["cached"] += stats["cached"]
+        return array, stats["computed"]
+
+    def extract(paths, view=None):
+        if strategy is None or feature_cache == "memory":  # nothing on disk to share: each worker computes all
+            array, computed = extract_here(paths, view)
+        else:
+            from graftkit.training.distribute import split_pass
+
+            array, computed = split_pass(strategy, lambda items: extract_here(items, view), list(paths))
+        counts["computed"] += computed
+        counts["cached"] += len(paths) - computed
         return array
 
     if views:
@@ -116,17 +129,23 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
     log.info(f"features: {counts['computed']} computed, {counts['cached']} from the cache, "
              f"{time.perf_counter() - start:.1f} s; training the head on them "
              f"({'pooled, ' if pool else ''}{'in memory' if in_memory else 'streamed from disk'})")
-    if in_memory and not callbacks:
+    if in_memory and not callbacks and strategy is not None:
+        result = _fit_on_replicas(strategy, trained, train, split.train.labels, val, split.val.labels,
+                                  batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
+                                  patience=patience, class_weight=class_weight, seed=seed,
+                                  checkpoint=checkpoint, resume=resume, task=task)
+    elif in_memory and not callbacks:
         result = fit_on_features("head", trained, train, split.train.labels, val, split.val.labels,
                                  batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
                                  patience=patience, class_weight=class_weight, seed=seed,
                                  checkpoint=checkpoint, resume=resume, task=task)
-    else:  # streamed from disk, or Keras callbacks to serve: Keras' own fit
+    else:  # streamed from disk, or Keras callbacks to serve: Keras' own fit (or the strategy's loop)
         train_data = features_dataset(train, split.train.labels, batch_size=batch_size, shuffle=True, seed=seed)
         val_data = features_dataset(val, split.val.labels, batch_size=batch_size)
         result = fit_stage("head", trained, train_data, val_data, epochs=epochs, learning_rate=learning_rate,
                            patience=patience, class_weight=class_weight, callbacks=callbacks,
-                           checkpoint=checkpoint, resume=resume, samples=len(split.train), task=task)
+                           checkpoint=checkpoint, resume=resume, samples=len(split.train), task=task,
+                           strategy=strategy)
     result.seconds = time.perf_counter() - start
     return result, CachedFeatures(train=train, val=val, views=views, model=trained, pool=pool)
 
@@ -307,11 +326,8 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     stopper.on_train_begin()
     stage = StageRun(name, head, epochs=epochs, learning_rate=learning_rate, samples=count, checkpoint=checkpoint,
                      stopper=stopper, slots=adam.slots, resume=resume)
-    rng = np.random.default_rng(seed)
     start = time.perf_counter()
-    for epoch in range(epochs):
-        order = rng.permutation(count)
-        rows = order + count * rng.integers(n_views, size=count) if n_views > 1 else order
+    for epoch, rows in enumerate(_epoch_rows(count, n_views, epochs, seed)):
         if epoch < first or stopper.stopped:
             continue  # done before the interruption: only its draws, so later epochs draw as they did
         stage.begin_epoch(epoch)  # no bar: an epoch is one compiled call of milliseconds
@@ -323,6 +339,55 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
             break
     stopper.on_train_end()
     return stage.result(stopper, time.perf_counter() - start)
+
+
+def _epoch_rows(count: int, n_views: int, epochs: int, seed: int):
+    """Each epoch's order of training rows (image + view * count: one view drawn per image), from ``seed``.
+
+    Example:
+        >>> [rows.tolist() for rows in _epoch_rows(3, 1, 2, seed=0)]
+        [[2, 0, 1], [2, 1, 0]]
+    """
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(count)
+        yield order + count * rng.integers(n_views, size=count) if n_views > 1 else order
+
+
+def _fit_on_replicas(strategy, head, train_views, train_labels, val_features, val_labels, *, batch_size: int,
+                     epochs: int, learning_rate: float, patience: int, class_weight: dict | None, seed: int,
+                     checkpoint, resume, task):
+    """:func:`fit_on_features` on a strategy's replicas: the same rows in the same order each epoch, each
+    global batch split between the replicas, which gather their features from the table in memory.
+
+    The datasets carry row numbers only, so a table of any size stays out of their graphs.
+    """
+    import tensorflow as tf
+
+    from graftkit.model.task import Task
+    from graftkit.training.stages import fit_stage
+
+    task = task or Task()
+    views = list(train_views) if isinstance(train_views, (list, tuple)) else [train_views]
+    count = len(train_labels)
+    table = tf.constant(np.concatenate(views) if len(views) > 1 else views[0])
+    labels = tf.constant(np.asarray(train_labels, task.label_dtype))
+    val_x, val_y = tf.constant(val_features), tf.constant(np.asarray(val_labels, task.label_dtype))
+    orders = list(_epoch_rows(count, len(views), epochs, seed))
+
+    def train_rows(epoch):
+        return tf.data.Dataset.from_tensor_slices(orders[epoch].astype(np.int32)).batch(batch_size)
+
+    def train_inputs(rows):
+        return tf.cast(tf.gather(table, rows), tf.float32), tf.gather(labels, rows % count)
+
+    def val_inputs(rows):
+        return tf.cast(tf.gather(val_x, rows), tf.float32), tf.gather(val_y, rows)
+
+    val_rows = tf.data.Dataset.range(len(val_labels)).map(lambda row: tf.cast(row, tf.int32)).batch(batch_size)
+    return fit_stage("head", head, train_rows, val_rows, epochs=epochs, learning_rate=learning_rate,
+                     patience=patience, class_weight=class_weight, checkpoint=checkpoint, resume=resume,
+                     samples=count, task=task, strategy=strategy, inputs=(train_inputs, val_inputs))
 
 
 def predict_features(head, features, *, batch_size: int = 256) -> np.ndarray:

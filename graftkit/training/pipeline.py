@@ -27,6 +27,8 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     from graftkit.model.precision import policy_for, using
     from graftkit.results.evaluate import format_scores
 
+    from graftkit.bases.spec import TFIDF
+
     policy = policy_for(config.precision)
     if policy != "float32":
         log.info(f"precision: {policy} (variables and the head's output in float32)")
@@ -34,11 +36,14 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     started = time.perf_counter()
     with using(policy):
         prepared = _prepare(config, resume)
-        stages, cached = _train_stages(config, prepared)
-        scores, probabilities = _final_scores(config, prepared, stages, cached)
+        if config.base == TFIDF:
+            stages, scores, probabilities = _fit_tfidf(config, prepared)
+        else:
+            stages, cached = _train_stages(config, prepared)
+            scores, probabilities = _final_scores(config, prepared, stages, cached)
     run = _finished_run(config, prepared, stages, scores, probabilities, time.perf_counter() - started)
     write_run(run, labels=prepared.split.val.labels, outputs=probabilities)
-    log.info(format_scores(scores))
+    log.info(format_scores(scores, unit=examples(prepared.split)))
     log.info(f"run folder: {run.run_dir}")
     return run
 
@@ -59,8 +64,23 @@ class _Prepared:
     warnings: list
 
 
+@dataclasses.dataclass
+class _Fitted:
+    """The TF-IDF "base": no pre-trained part, its vocabulary and weights fitted on the training texts."""
+
+    source: str
+    model: object = None
+    cut: str = "none (fitted on the training texts)"
+    preprocessing: str = "lowercase, character n-grams"
+    weights: str = "fitted on the training texts"
+    feature_shape: tuple = ()
+    kind: str = "text"
+    tokenizer: object = None
+
+
 def _prepare(config: TrainConfig, resume) -> _Prepared:
     from graftkit.bases.loader import load_base
+    from graftkit.bases.spec import TFIDF
     from graftkit.data.labels import upscale_warning
     from graftkit.data.layout import load_split
     from graftkit.data.pipeline import class_weights
@@ -73,19 +93,25 @@ def _prepare(config: TrainConfig, resume) -> _Prepared:
                        label_column=config.label_column)
     what = "target" if split.task == "regression" else f"{len(split.class_names)} " + (
         "labels" if split.task == "multilabel" else "classes")
-    log.info(f"data: {len(split.train)} training and {len(split.val)} validation images, {what} "
+    log.info(f"data: {len(split.train)} training and {len(split.val)} validation {examples(split)}, {what} "
              f"({split.how}; task {split.task})")
-    base = load_base(config.base, image_size=config.image_size, weights=config.weights, cut=config.cut,
-                     preprocess=config.preprocess, trust_model=config.trust_model)
-    if config.precision != "float32":
+    warnings = list(split.warnings)
+    if config.base == TFIDF:
+        base = _Fitted(source=TFIDF)
+    elif split.modality == "text":
+        base = _text_base(config, split)
+    else:
+        base = load_base(config.base, image_size=config.image_size, weights=config.weights, cut=config.cut,
+                         preprocess=config.preprocess, trust_model=config.trust_model)
+        upscaled = upscale_warning(split.sizes, split.train.paths + split.val.paths, base.image_size)
+        warnings += [upscaled] if upscaled else []
+    if config.precision != "float32" and base.model is not None:
         from graftkit.model.precision import follow_policy
 
         base.model = follow_policy(base.model)  # a model file pins its layers to the precision it was saved in
-    log.info(f"base: {base.source} cut at '{base.cut}' -> features {base.feature_shape}, "
-             f"preprocessing '{base.preprocessing}', weights {base.weights}")
-    warnings = list(split.warnings)
-    upscaled = upscale_warning(split.sizes, split.train.paths + split.val.paths, base.image_size)
-    warnings += [upscaled] if upscaled else []
+    if not isinstance(base, _Fitted):  # the TF-IDF model says what it is once fitted
+        log.info(f"base: {base.source} cut at '{base.cut}' -> features {base.feature_shape}, "
+                 f"preprocessing '{base.preprocessing}', weights {base.weights}")
     if resume is None:
         run_dir = runfolder.new_run_dir(config.out, Path(config.base).name)
         _start_run(run_dir, config, split, base)
@@ -98,36 +124,73 @@ def _prepare(config: TrainConfig, resume) -> _Prepared:
         raise GraftError(f"the images in '{config.data}' are not those the run in '{run_dir}' started with (some "
                          "were added, removed or renamed): put them back as they were, or start a new run")
     task = Task.for_labels(split.task, split.train.labels)
-    from graftkit.model.precision import using
-
-    with using("float32"):  # the head computes in float32 under any precision: its output feeds the loss
-        head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
-                          hidden=config.hidden, dropout=config.dropout, seed=config.seed, task=task)
     weights = None
     if config.class_weights == "auto" and task.kind == "single":
         weights = class_weights(split.train.labels, len(split.class_names))
         if weights:
             log.info("classes are imbalanced: weighting the loss by " +
                      ", ".join(f"{split.class_names[i]} {w:.2f}" for i, w in weights.items()))
+    if isinstance(base, _Fitted):
+        return _Prepared(split, base, task, None, None, run_dir, None, resume, weights, warnings)
+    from graftkit.model.precision import using
+
+    with using("float32"):  # the head computes in float32 under any precision: its output feeds the loss
+        head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
+                          hidden=config.hidden, dropout=config.dropout, seed=config.seed, task=task)
     return _Prepared(split, base, task, head, assemble(base, head, train_bn=config.train_bn), run_dir,
                      checkpoint.Checkpointer(run_dir, resume, data=digest), resume or checkpoint.Resume(), weights,
                      warnings)
 
 
+def examples(split) -> str:
+    """What a split's examples are called in messages: ``images`` or ``texts``."""
+    return "texts" if split.modality == "text" else "images"
+
+
+def _text_base(config: TrainConfig, split):
+    """The text encoder for a text split, its longest token sequence chosen from the training texts."""
+    import numpy as np
+
+    from graftkit.bases.text import load_text_base
+    from graftkit.data.tokens import choose_max_length
+
+    weights = None if config.weights in (None, "imagenet") else config.weights
+    base = load_text_base(config.base, weights=weights)
+    lengths = np.asarray(base.tokenizer.lengths(split.train.paths))
+    wanted = config.max_length or choose_max_length(lengths, base.max_positions)
+    base.tokenizer.max_length = base.tokenizer.check_length(wanted)
+    why = "--max-length" if config.max_length else "the 99th percentile of the training texts"
+    log.info(f"texts: median {int(np.median(lengths))} tokens, longest {int(lengths.max())}; max length "
+             f"{base.max_length} ({why}, the encoder takes {base.max_positions}): "
+             f"{int((lengths > base.max_length).sum())} training texts cut")
+    return base
+
+
+def _datasets(config: TrainConfig, run: _Prepared):
+    """The training (shuffled, augmented images) and validation batches that go through the whole model."""
+    split, base = run.split, run.base
+    if split.modality == "text":
+        from graftkit.data.tokens import token_dataset
+
+        train, val = (base.tokenizer.encode(part.paths, base.max_length) for part in (split.train, split.val))
+        return (token_dataset(train, split.train.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed),
+                token_dataset(val, split.val.labels, batch_size=config.batch_size))
+    from graftkit.data.pipeline import make_dataset
+
+    return (make_dataset(split.train.paths, split.train.labels, image_size=base.image_size, channels=base.channels,
+                         batch_size=config.batch_size, shuffle=True, seed=config.seed, augment=config.augment),
+            make_dataset(split.val.paths, split.val.labels, image_size=base.image_size, channels=base.channels,
+                         batch_size=config.batch_size))
+
+
 def _train_stages(config: TrainConfig, run: _Prepared):
     """The head stage (on cached features unless ``--feature-cache off``), then fine-tuning; their results."""
-    from graftkit.data.pipeline import make_dataset
-    from graftkit.model.freeze import parse_freeze
+    from graftkit.model.freeze import for_base, parse_freeze
     from graftkit.training import checkpoint
     from graftkit.training.stages import fine_tune_stage, fit_stage
 
     split, resume, saver = run.split, run.resume, run.saver
-    train_data = make_dataset(split.train.paths, split.train.labels, image_size=run.base.image_size,
-                              channels=run.base.channels,
-                              batch_size=config.batch_size, shuffle=True, seed=config.seed, augment=config.augment)
-    val_data = make_dataset(split.val.paths, split.val.labels, image_size=run.base.image_size,
-                            channels=run.base.channels,
-                            batch_size=config.batch_size)
+    train_data, val_data = _datasets(config, run)
     common = {"patience": config.patience, "class_weight": run.class_weight, "checkpoint": saver, "task": run.task}
     stages, cached = [], None
     logs = _tensorboard(config, run.run_dir)
@@ -139,7 +202,9 @@ def _train_stages(config: TrainConfig, run: _Prepared):
     elif config.epochs and config.feature_cache != "off":
         from graftkit.training.head_stage import cached_head_stage, choose_views
 
-        views, why = choose_views(config.aug_views, config.augment)
+        views, why = choose_views(config.aug_views, config.augment and split.modality == "image")
+        if split.modality == "text":
+            why = "each text's embedding computed once"
         log.info(f"head stage on cached base features: {why}")
         result, cached = cached_head_stage(
             run.base, run.head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
@@ -152,7 +217,7 @@ def _train_stages(config: TrainConfig, run: _Prepared):
                                 **common))
     if config.epochs and not head_done:
         saver.stage_done(stages[-1], head_weights=run.head.get_weights())
-    freeze = parse_freeze(config.freeze)
+    freeze = for_base(parse_freeze(config.freeze), run.base)
     fine_tune_done = resume.finished("fine_tune")
     if fine_tune_done:
         stages.append(_stage_result(fine_tune_done))
@@ -163,15 +228,34 @@ def _train_stages(config: TrainConfig, run: _Prepared):
                                       train_bn=config.train_bn, epochs=config.fine_tune_epochs,
                                       learning_rate=config.fine_tune_lr, baseline_val_loss=baseline,
                                       callbacks=logs("fine_tune"), resume=resume.state_of("fine_tune"),
-                                      samples=len(split.train), cache=_boundary_cache(config, run), **common))
+                                      samples=len(split.train), cache=_boundary_cache(config, run),
+                                      optimizer=_fine_tune_optimizer(config, run), **common))
         saver.stage_done(stages[-1], final_weights=run.model.get_weights())
     elif config.fine_tune_epochs:
         log.info("--freeze all: no fine-tuning stage")
     return stages, cached
 
 
+def _fine_tune_optimizer(config: TrainConfig, run: _Prepared):
+    """None (Adam, as the head stage) for images; for a transformer, AdamW with warm-up and cosine decay."""
+    if run.split.modality != "text":
+        return None
+    import math
+
+    from graftkit.training.schedules import warmup_cosine_adamw
+
+    steps = config.fine_tune_epochs * math.ceil(len(run.split.train) / config.batch_size)
+    log.info(f"fine-tuning the encoder with AdamW (weight decay 0.01), {config.fine_tune_lr:g} after a linear "
+             f"warm-up over the first 10% of {steps} steps, cosine decay to 0")
+    return lambda: warmup_cosine_adamw(config.fine_tune_lr, steps)
+
+
 def _boundary_cache(config: TrainConfig, run: _Prepared):
     """What fine-tuning calls, once the base is frozen by spec, to train on the boundary cache; None when off."""
+    if run.split.modality == "text":
+        log.info("fine-tuning runs the encoder's blocks from the embeddings every step (no boundary cache for "
+                 "texts: their lengths vary)")
+        return None
     if config.fine_tune_cache == "off":
         log.info("fine-tuning runs the whole base every step (--fine-tune-cache off)")
         return None
@@ -180,6 +264,33 @@ def _boundary_cache(config: TrainConfig, run: _Prepared):
     return lambda: boundary_cache(run.base, run.head, run.split, train_bn=config.train_bn, augment=config.augment,
                                   batch_size=config.batch_size, seed=config.seed, views=config.fine_tune_views,
                                   feature_cache=config.feature_cache, feature_memory_mb=config.feature_memory_mb)
+
+
+def _fit_tfidf(config: TrainConfig, run: _Prepared):
+    """The TF-IDF model fitted on the training texts in one go: its one "stage", validation scores and outputs."""
+    import numpy as np
+
+    from graftkit.bases.tfidf import fit_tfidf
+    from graftkit.results.evaluate import choose_thresholds, score
+    from graftkit.training.stages import StageResult
+
+    split, task = run.split, run.task
+    fit = fit_tfidf(split.train.paths, split.train.labels, task=task.kind, num_classes=len(split.class_names),
+                    class_weight=run.class_weight, seed=config.seed)
+    log.info(f"base: {fit.description}, fitted in {fit.seconds:.1f} s")
+    run.model, run.base.model = fit.model, fit.model
+    run.base.feature_shape = (fit.vocabulary_size,)
+    outputs = {part: fit.predict(getattr(split, part).paths) for part in ("train", "val")}
+    history = {}
+    for prefix, part in (("", "train"), ("val_", "val")):
+        labels = np.asarray(getattr(split, part).labels, task.label_dtype)
+        history[prefix + "loss"] = [float(np.mean(task.per_example_loss(labels, outputs[part])))]
+        history[prefix + task.metric] = [float(np.mean(task.per_example_metric(labels, outputs[part])))]
+    stage = StageResult("tfidf", history, best_epoch=1, best_val_loss=history["val_loss"][0], seconds=fit.seconds,
+                        trainable_params=int(sum(np.prod(w.shape) for w in fit.model.trainable_weights)))
+    thresholds = choose_thresholds(split.val.labels, outputs["val"]) if task.kind == "multilabel" else None
+    scores = score(split.val.labels, outputs["val"], split.class_names, task=task.kind, thresholds=thresholds)
+    return [stage], scores, outputs["val"]
 
 
 def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):
@@ -191,6 +302,10 @@ def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):
 
         # The base is as it was when the features were cached: the head on them is the full model.
         outputs = predict_features(cached.model, cached.val)
+    elif run.split.modality == "text":
+        from graftkit.data.tokens import token_outputs
+
+        outputs = token_outputs(run.model, run.base.tokenizer.encode(run.split.val.paths, run.base.max_length))
     else:
         outputs = model_outputs(run.model, run.split.val.paths, batch_size=config.batch_size)
     labels = run.split.val.labels
@@ -220,7 +335,9 @@ def _finished_run(config: TrainConfig, run: _Prepared, stages, scores: dict, out
                              "pairs": [{"train": seen, "val": copy} for seen, copy in split.duplicates]},
         "data_warnings": {"count": len(run.warnings), "warnings": run.warnings},
         "base": {"source": base.source, "cut": base.cut, "feature_shape": list(base.feature_shape),
-                 "preprocessing": base.preprocessing, "weights": str(base.weights), "image_size": base.image_size},
+                 "preprocessing": base.preprocessing, "weights": str(base.weights),
+                 "image_size": getattr(base, "image_size", None), "modality": split.modality,
+                 **({"max_length": base.max_length} if getattr(base, "max_length", None) else {})},
     }
     mistakes = confident_mistakes(split.val.paths, split.val.labels, outputs, split.class_names,
                                   task=run.task.kind, thresholds=scores.get("thresholds"))
@@ -245,14 +362,24 @@ def _start_run(run_dir: Path, config: TrainConfig, split, base) -> None:
     config.out = str(run_dir.resolve())
     atomic_write_text(run_dir / runfolder.CONFIG_FILE, config.to_json() + "\n")
     atomic_write_json(run_dir / runfolder.CLASSES_FILE, split.class_names)
+    def item(path):  # an image file, absolute; a text as it is
+        return path if split.modality == "text" else str(Path(path).resolve())
+
     atomic_write_json(run_dir / runfolder.SPLIT_FILE, {
-        "how": split.how, "class_names": split.class_names,
-        **{part: [[str(Path(path).resolve()), _jsonable_label(label)] for path, label in zip(images.paths, images.labels)]
+        "how": split.how, "class_names": split.class_names, "modality": split.modality,
+        **{part: [[item(path), _jsonable_label(label)] for path, label in zip(images.paths, images.labels)]
            for part, images in (("train", split.train), ("val", split.val))}})
     from graftkit.results.trained import holds_python_code
 
-    atomic_write_json(run_dir / runfolder.INPUTS_FILE, runfolder.input_contract(
-        base.image_size, base.preprocessing, base.channels, python_code=holds_python_code(base.model)))
+    if split.modality == "text" and base.tokenizer is None:  # TF-IDF: the model takes the strings
+        contract = runfolder.text_contract(None, None)
+    elif split.modality == "text":
+        base.tokenizer.save(run_dir)
+        contract = runfolder.text_contract(base.max_length, base.preprocessing)
+    else:
+        contract = runfolder.input_contract(base.image_size, base.preprocessing, base.channels,
+                                            python_code=holds_python_code(base.model))
+    atomic_write_json(run_dir / runfolder.INPUTS_FILE, contract)
     mark_unfinished(run_dir)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 
 import keras
 
 from graftkit import log
+from graftkit.errors import GraftError
 from graftkit.model.freeze import FreezeSpec, apply_freeze
 from graftkit.training.checkpoint import Checkpointer, StageState, changing_only, filled, restore_training
 
@@ -35,7 +37,7 @@ class StageResult:
     kept: bool = True
 
 
-def compile_for(model: keras.Model, learning_rate: float, task=None) -> None:
+def compile_for(model: keras.Model, learning_rate: float, task=None, optimizer=None) -> None:
     """(Re)compile ``model`` for its task (single-label by default); required after any change of ``trainable``.
 
     Example:
@@ -45,7 +47,7 @@ def compile_for(model: keras.Model, learning_rate: float, task=None) -> None:
     """
     from graftkit.model.task import Task
 
-    (task or Task()).compile(model, learning_rate)
+    (task or Task()).compile(model, learning_rate, optimizer)
 
 
 class Stopper(keras.callbacks.EarlyStopping):
@@ -228,6 +230,9 @@ def fit_stage(
     resume: StageState | None = None,
     samples: int | None = None,
     task=None,
+    optimizer=None,
+    strategy=None,
+    inputs=None,
 ) -> StageResult:
     """Compile and fit ``model`` for one stage, keeping the weights of the best validation epoch.
 
@@ -248,6 +253,12 @@ def fit_stage(
         resume: the state this stage reached in an interrupted run: it goes on from there.
         samples: training examples in ``train_data``, so the progress bar counts images (else batches).
         task: the :class:`graftkit.model.task.Task` (loss and metric); single-label by default.
+        optimizer: a callable making the optimizer (see :mod:`graftkit.training.schedules`); None: Adam at
+            ``learning_rate``.
+        strategy: a ``tf.distribute`` strategy (whose scope made ``model``) to train on its replicas with
+            graftkit's own loop (:func:`graftkit.training.distribute.fit_epochs`) instead of Keras' ``fit``;
+            ``train_data`` may then be a function of the 0-based epoch returning its dataset.
+        inputs: with ``strategy``, as for :func:`graftkit.training.distribute.fit_epochs`.
 
     Returns:
         A :class:`StageResult`; the model holds the best epoch's weights.
@@ -259,21 +270,29 @@ def fit_stage(
         >>> fit_stage("head", m, data, data, epochs=2, learning_rate=1e-2, samples=4).best_epoch in (1, 2)
         True
     """
-    compile_for(model, learning_rate, task)
-    stopper = Stopper(patience, resume)
-    first = resume.epoch if resume else 0
-    if resume:
-        model.optimizer.build(model.trainable_variables)  # its variables exist now, to be put back
-        restore_training(resume, model, model.optimizer.variables)
+    if strategy is not None and callbacks:
+        raise GraftError("Keras callbacks (e.g. --tensorboard) do not run under --distribute: drop them")
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():  # the optimizer's variables too
+        compile_for(model, learning_rate, task, optimizer() if optimizer else None)
+        stopper = Stopper(patience, resume)
+        first = resume.epoch if resume else 0
+        if resume:
+            model.optimizer.build(model.trainable_variables)  # its variables exist now, to be put back
+            restore_training(resume, model, model.optimizer.variables)
     stage = StageRun(name, model, epochs=epochs, learning_rate=learning_rate, samples=samples,
                      checkpoint=checkpoint, stopper=stopper, resume=resume)
     start = time.perf_counter()
     if first < epochs and not (resume and resume.stopper.get("stopped_epoch")):
         try:
-            model.fit(
-                train_data, validation_data=val_data, epochs=epochs, initial_epoch=first, class_weight=class_weight,
-                callbacks=[stopper, StageCallback(stage), *(callbacks or [])], verbose=0, shuffle=False,
-            )
+            if strategy is None:
+                model.fit(
+                    train_data, validation_data=val_data, epochs=epochs, initial_epoch=first,
+                    class_weight=class_weight, callbacks=[stopper, StageCallback(stage), *(callbacks or [])],
+                    verbose=0, shuffle=False,
+                )
+            else:
+                _fit_on_replicas(strategy, model, train_data, val_data, epochs=epochs, first=first, stage=stage,
+                                 stopper=stopper, task=task, class_weight=class_weight, inputs=inputs)
         finally:
             stage.close()
     else:  # the interrupted run had ended this stage: only its best weights to put back
@@ -281,6 +300,18 @@ def fit_stage(
         stopper.on_train_begin()
         stopper.on_train_end()
     return stage.result(stopper, time.perf_counter() - start)
+
+
+def _fit_on_replicas(strategy, model, train_data, val_data, *, stopper: Stopper, task, **options) -> None:
+    """What ``model.fit`` does in :func:`fit_stage`, with the stopper's events, as tf.distribute steps."""
+    from graftkit.model.task import Task
+    from graftkit.training.distribute import fit_epochs
+
+    stopper.set_model(model)
+    model.stop_training = False
+    stopper.on_train_begin()
+    fit_epochs(strategy, model, train_data, val_data, stopper=stopper, task=task or Task(), **options)
+    stopper.on_train_end()
 
 
 def fine_tune_stage(
@@ -302,12 +333,14 @@ def fine_tune_stage(
     samples: int | None = None,
     task=None,
     cache=None,
+    optimizer=None,
+    strategy=None,
 ) -> StageResult:
     """Unfreeze the top of the base by ``freeze`` and train at a lower learning rate.
 
     When no epoch beats ``baseline_val_loss`` (the head stage's best), the weights from
     before fine-tuning are put back and the result is marked ``kept=False``. ``checkpoint``
-    ``resume``, ``samples`` and ``task`` are as for :func:`fit_stage`.
+    ``resume``, ``samples``, ``task`` and ``optimizer`` are as for :func:`fit_stage`.
 
     ``cache``, when given, is called once the base is frozen by spec and returns a
     :class:`graftkit.features.boundary.FineTuneCache` (or None, having said why): the stage then
@@ -315,7 +348,13 @@ def fine_tune_stage(
     of ``train_data`` and ``val_data``, the same layers with the same optimizer, early stopping and
     class weights. Its checkpoints hold the whole model's weights either way, so a run resumes
     whichever way it fine-tunes.
+
+    ``strategy`` is as for :func:`fit_stage`; with one, the stage runs the whole base every step
+    (the boundary cache is filled by one process and is not split between workers).
     """
+    if strategy is not None and cache is not None:
+        log.info("fine-tuning runs the whole base every step under --distribute (no boundary cache)")
+        cache = None
     before = model.get_weights()
     apply_freeze(base_model, freeze, train_bn=train_bn)
     if cache is not None and resume is not None:
@@ -326,13 +365,14 @@ def fine_tune_stage(
     if cached is None:
         result = fit_stage("fine_tune", model, train_data, val_data, epochs=epochs,
                            learning_rate=learning_rate, patience=patience, class_weight=class_weight,
-                           callbacks=callbacks, checkpoint=checkpoint, resume=resume, samples=samples, task=task)
+                           callbacks=callbacks, checkpoint=checkpoint, resume=resume, samples=samples, task=task,
+                           optimizer=optimizer, strategy=strategy)
     else:
         whole = _WholeWeights(model, cached.model)
         result = fit_stage("fine_tune", cached.model, cached.train, cached.val, epochs=epochs,
                            learning_rate=learning_rate, patience=patience, class_weight=class_weight,
                            callbacks=callbacks, checkpoint=whole.checkpointer(checkpoint),
-                           resume=whole.part_state(resume), samples=samples, task=task)
+                           resume=whole.part_state(resume), samples=samples, task=task, optimizer=optimizer)
     if result.best_val_loss > baseline_val_loss:
         model.set_weights(before)
         result.kept = False

@@ -53,6 +53,18 @@ def test_multilabel_cells_and_numeric_targets(folder):
         read_table(folder / "r.csv").targets()
 
 
+def test_the_one_column_left_is_the_item_column_and_what_it_holds_is_told_by_its_cells(folder):
+    (folder / "sms.tsv").write_text('Label\tSMS\nham\t"Quoted" start, no CSV quoting\nspam\tWIN now\n'
+                                    "ham\tWIN now\nspam\tWIN now\n")
+    table = read_table(folder / "sms.tsv")
+    assert (table.item_column, table.holds_text) == ("SMS", True)
+    assert table.rows[0].item == '"Quoted" start, no CSV quoting'  # a TSV cell keeps its quotation marks
+    assert [row.line for row in table.rows] == [2, 3] and [line for line, _ in table.skipped] == [4]  # 5 repeats 3
+    (folder / "files.csv").write_text("name,label\nimages/a.png,cat\nimages/b.png,dog\n")
+    table = read_table(folder / "files.csv")
+    assert (table.item_column, table.holds_text) == ("name", False) and table.rows[0].item.endswith("a.png")
+
+
 def test_texts_stay_texts(tmp_path):
     (tmp_path / "sms.tsv").write_text("label\ttext\nham\tsee you at 5\nspam\tWIN a prize, call now\n")
     table = read_table(tmp_path / "sms.tsv", label_separator="")
@@ -61,7 +73,7 @@ def test_texts_stay_texts(tmp_path):
 
 @pytest.mark.parametrize("content, needle", [
     ("", "is empty"),
-    ("name,label\nimages/a.png,cat\n", "no column of the file paths"),
+    ("name,owner,label\nimages/a.png,me,cat\n", "no column of the file paths"),
     ("path,label\nimages/zz.png,cat\n", "no usable row"),
 ])
 def test_unusable_tables_are_one_line_errors(folder, content, needle):
