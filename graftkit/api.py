@@ -58,26 +58,30 @@ def resume(run_dir: str | Path) -> Run:
         >>> run = graftkit.resume("runs/ants")  # doctest: +SKIP
     """
     from graftkit.training import checkpoint
+    from graftkit.training.distribute import writes_run
     from graftkit.training.pipeline import train_config
 
     folder = Path(run_dir)
     checkpoint.release(folder)  # this process may have started it (a Ctrl-C in Python, then resume)
-    if checkpoint.is_running(folder):
-        raise GraftError(f"run '{folder}' is still being trained by another process: let it finish, or stop it "
-                         "and then resume")
     if not (folder / CONFIG_FILE).is_file():
         raise GraftError(f"'{folder}' is not a graftkit run folder (no {CONFIG_FILE}): pass the --out folder "
                          "of the run to resume")
+    config = TrainConfig.from_file(folder / CONFIG_FILE)
+    writes = writes_run(config.distribute)  # a multi-worker run's workers but the chief only read its folder
+    if writes and checkpoint.is_running(folder):
+        raise GraftError(f"run '{folder}' is still being trained by another process: let it finish, or stop it "
+                         "and then resume")
     if not checkpoint.is_unfinished(folder):
         if (folder / MODEL_FILE).is_file():
             raise GraftError(f"run '{folder}' has finished already: nothing to resume")
         raise GraftError(f"run '{folder}' stopped before its training started: start it again, with --out {folder}")
-    config = TrainConfig.from_file(folder / CONFIG_FILE)
     config.out = None  # the run's own folder, which holds the unfinished run that --out would refuse
     config = config.validated()
     config.out = str(folder)
-    remove_leftovers(folder)
+    if writes:
+        remove_leftovers(folder)
     state = checkpoint.load(folder)
-    checkpoint.mark_unfinished(folder)
+    if writes:
+        checkpoint.mark_unfinished(folder)
     log.info(f"resuming run {folder}: {state.describe() if state else 'no epoch finished'}")
     return train_config(config, resume=state or checkpoint.Resume())

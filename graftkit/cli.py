@@ -283,6 +283,9 @@ def _train(args) -> int:
         raise GraftError("graft train needs a data folder (or --resume RUN_DIR to continue an interrupted run)")
     else:
         config = TrainConfig.from_options(**given).validated()
+        from graftkit.training.distribute import check
+
+        check(config.distribute, tensorboard=config.tensorboard)  # TF_CONFIG too, before TensorFlow loads
         _heavy()
         from graftkit.training.pipeline import train_config
 

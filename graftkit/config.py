@@ -132,6 +132,9 @@ class TrainConfig:
                                        "AVX-512 BF16 or AMX; refused elsewhere), variables and the head's output "
                                        "in float32", choices=["float32", "mixed"])
     tensorboard: bool = option(False, "write TensorBoard logs of each stage to RUN/logs")
+    distribute: str = option("none", "train on several devices: mirrored (every local GPU, or the devices in "
+                                     "GRAFT_DEVICES), multi-worker (the machines in TF_CONFIG; docs/scaling.md)",
+                             choices=["none", "mirrored", "multi-worker"])
     strict: bool = option(False, "make a bad image file, or a validation image that is also a training image, an "
                                  "error; by default it is skipped (or kept) with a warning")
 

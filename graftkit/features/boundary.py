@@ -128,30 +128,76 @@ def _in_turns():
     the frozen prefix's early, high-resolution activations of a whole batch then outweighed a training
     step's, and TensorFlow's CPU allocator keeps the memory it grows to: the cached run peaked 45-60 MB
     above the uncached one (docs/benchmarks.md, section 10; :func:`fill_rows`). The slices run in turn
-    (``parallel_iterations=1``), each freed before the next; the layers and weights, so the feature
-    key, are the functional model's own, and so are the features.
+    (``parallel_iterations=1``), each freed before the next, through the layers up to :func:`_light_from`;
+    the rest, whose activations are small, takes the whole batch at once (slicing it too cost 10% more
+    CPU per image). The layers and weights, so the feature key, are the functional model's own, and so
+    are the features.
     """
     import keras
     import tensorflow as tf
 
+    class Parts:  # the two halves of the graph, kept out of Keras' tracking (model.layers stays the graph's)
+        def __init__(self, model):
+            split = _light_from(model)
+            self.sliced = None if split is None else keras.Model(model.inputs[0], split)
+            self.whole = None if split is None else keras.Model(split, model.outputs[0])
+
     class InTurns(keras.Model):
         def __init__(self, inputs, outputs, *, rows: int, **kwargs):
             super().__init__(inputs, outputs, **kwargs)
-            self.rows = int(rows)
+            self.rows, self.parts = int(rows), Parts(self)
 
         def call(self, inputs, training=None, mask=None):
-            whole = super().call  # the functional graph, on one slice
-            rows, shape = self.rows, self.outputs[0].shape[1:]
+            sliced = self.parts.sliced or (lambda x, training: super(InTurns, self).call(x, training=training))
+            rows, shape = self.rows, (self.parts.sliced or self).outputs[0].shape[1:]
             steps = (tf.shape(inputs)[0] + rows - 1) // rows
             done = tf.TensorArray(self.outputs[0].dtype, size=steps, infer_shape=False, element_shape=(None, *shape))
 
             def step(i, done):
-                return i + 1, done.write(i, whole(inputs[i * rows:(i + 1) * rows], training=training))
+                return i + 1, done.write(i, sliced(inputs[i * rows:(i + 1) * rows], training=training))
 
             _, done = tf.while_loop(lambda i, _: i < steps, step, (tf.constant(0), done), parallel_iterations=1)
-            return done.concat()
+            x = done.concat()
+            return x if self.parts.whole is None else self.parts.whole(x, training=training)
 
     return InTurns
+
+
+def _light_from(model, share: float = 0.25):
+    """The first tensor of a functional ``model`` that alone crosses between two of its layers and after which
+    no tensor takes more than ``share`` of the room of the largest (per example); None when none does.
+
+    Example:
+        >>> import keras
+        >>> x = inputs = keras.Input((16, 16, 3))
+        >>> x = keras.layers.Conv2D(8, 3, padding="same", name="wide")(x)
+        >>> x = keras.layers.Conv2D(4, 3, strides=4, padding="same", name="small")(x)
+        >>> x = keras.layers.Conv2D(4, 3, padding="same", name="last")(x)
+        >>> _light_from(keras.Model(inputs, x)).shape
+        (None, 4, 4, 4)
+    """
+    import keras
+
+    from graftkit.model.graph import node_of, producer
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    index = {id(layer): i for i, layer in enumerate(layers)}
+    made, last_use, tensors = {}, {}, {}  # tensor id -> producing index, last consuming index, the tensor
+    for i, layer in enumerate(layers):
+        node = node_of(model, layer)
+        for tensor in node.input_tensors:
+            maker = producer(tensor)[0]
+            made[id(tensor)] = -1 if isinstance(maker, keras.layers.InputLayer) else index[id(maker)]
+            last_use[id(tensor)], tensors[id(tensor)] = i, tensor
+    output = model.outputs[0]
+    made[id(output)], last_use[id(output)], tensors[id(output)] = len(layers) - 1, len(layers), output
+    heaviest = max(_size(t) for t in tensors.values())
+    for j in range(1, len(layers)):
+        crossing = [key for key in made if made[key] < j <= last_use[key]]
+        later = [_size(t) for key, t in tensors.items() if made[key] >= j - 1]
+        if len(crossing) == 1 and made[crossing[0]] == j - 1 and max(later) <= share * heaviest:
+            return tensors[crossing[0]]
+    return None
 
 
 def find_boundary(model, *, train_bn: bool = False, move_down_above: float = MOVE_DOWN_ABOVE):

@@ -238,6 +238,8 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
         for name in (TOKENIZER_FILE, TOKENIZER_CONTRACT_FILE, INPUTS_FILE):
             if (run_dir / name).is_file():
                 shutil.copyfile(run_dir / name, target.parent / name)
+        log.info(f"the export takes token ids, not strings (tokenizing needs tensorflow-text inside a graph): "
+                 f"{TOKENIZER_FILE} and {TOKENIZER_CONTRACT_FILE} beside it make them (README: 'A text model')")
     return export
 
 

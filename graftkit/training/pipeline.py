@@ -28,21 +28,25 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     from graftkit.results.evaluate import format_scores
 
     from graftkit.bases.spec import TFIDF
+    from graftkit.training import distribute
 
+    distribute.check(config.distribute, tensorboard=config.tensorboard)
+    strategy = distribute.start(config.distribute)  # before TensorFlow computes anything
     policy = policy_for(config.precision)
     if policy != "float32":
         log.info(f"precision: {policy} (variables and the head's output in float32)")
     keras.utils.set_random_seed(config.seed)  # the same seed gives the same run
     started = time.perf_counter()
-    with using(policy):
-        prepared = _prepare(config, resume)
+    with using(policy), distribute.session(strategy) as session:
+        prepared = _prepare(config, resume, session)
         if config.base == TFIDF:
             stages, scores, probabilities = _fit_tfidf(config, prepared)
         else:
             stages, cached = _train_stages(config, prepared)
             scores, probabilities = _final_scores(config, prepared, stages, cached)
     run = _finished_run(config, prepared, stages, scores, probabilities, time.perf_counter() - started)
-    write_run(run, labels=prepared.split.val.labels, outputs=probabilities)
+    if session.writes:  # the chief of a multi-worker run, or the one process
+        write_run(run, labels=prepared.split.val.labels, outputs=probabilities)
     log.info(format_scores(scores, unit=examples(prepared.split)))
     log.info(f"run folder: {run.run_dir}")
     return run
@@ -62,6 +66,8 @@ class _Prepared:
     resume: object
     class_weight: dict | None
     warnings: list
+    tokens: dict | None = None  # a text split's token ids, "train" and "val", tokenized once (see _tokens)
+    strategy: object = None  # the tf.distribute strategy of --distribute, or None
 
 
 @dataclasses.dataclass
@@ -78,7 +84,7 @@ class _Fitted:
     tokenizer: object = None
 
 
-def _prepare(config: TrainConfig, resume) -> _Prepared:
+def _prepare(config: TrainConfig, resume, session) -> _Prepared:
     from graftkit.bases.loader import load_base
     from graftkit.bases.spec import TFIDF
     from graftkit.data.labels import upscale_warning
@@ -112,13 +118,16 @@ def _prepare(config: TrainConfig, resume) -> _Prepared:
     if not isinstance(base, _Fitted):  # the TF-IDF model says what it is once fitted
         log.info(f"base: {base.source} cut at '{base.cut}' -> features {base.feature_shape}, "
                  f"preprocessing '{base.preprocessing}', weights {base.weights}")
-    if resume is None:
-        run_dir = runfolder.new_run_dir(config.out, Path(config.base).name)
+    if resume is None and not session.writes:
+        run_dir = session.chief_folder(None)  # a multi-worker run's folder, which the chief alone writes
+    elif resume is None:
+        run_dir = session.chief_folder(runfolder.new_run_dir(config.out, Path(config.base).name))
         _start_run(run_dir, config, split, base)
         log.info(f"run folder: {run_dir} (if the run is interrupted: graft train --resume {run_dir})")
     else:
         run_dir = Path(config.out)
         _same_classes(run_dir, split.class_names)
+    session.run_dir = run_dir
     digest = checkpoint.data_digest(split, config.data)
     if resume is not None and resume.data not in (None, digest):
         raise GraftError(f"the images in '{config.data}' are not those the run in '{run_dir}' started with (some "
@@ -138,8 +147,8 @@ def _prepare(config: TrainConfig, resume) -> _Prepared:
         head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
                           hidden=config.hidden, dropout=config.dropout, seed=config.seed, task=task)
     return _Prepared(split, base, task, head, assemble(base, head, train_bn=config.train_bn), run_dir,
-                     checkpoint.Checkpointer(run_dir, resume, data=digest), resume or checkpoint.Resume(), weights,
-                     warnings)
+                     checkpoint.Checkpointer(session.scratch or run_dir, resume, data=digest),
+                     resume or checkpoint.Resume(), weights, warnings, strategy=session.strategy)
 
 
 def examples(split) -> str:
@@ -172,15 +181,24 @@ def _datasets(config: TrainConfig, run: _Prepared):
     if split.modality == "text":
         from graftkit.data.tokens import token_dataset
 
-        train, val = (base.tokenizer.encode(part.paths, base.max_length) for part in (split.train, split.val))
-        return (token_dataset(train, split.train.labels, batch_size=config.batch_size, shuffle=True, seed=config.seed),
-                token_dataset(val, split.val.labels, batch_size=config.batch_size))
+        tokens = _tokens(run)
+        return (token_dataset(tokens["train"], split.train.labels, batch_size=config.batch_size, shuffle=True,
+                              seed=config.seed),
+                token_dataset(tokens["val"], split.val.labels, batch_size=config.batch_size))
     from graftkit.data.pipeline import make_dataset
 
     return (make_dataset(split.train.paths, split.train.labels, image_size=base.image_size, channels=base.channels,
                          batch_size=config.batch_size, shuffle=True, seed=config.seed, augment=config.augment),
             make_dataset(split.val.paths, split.val.labels, image_size=base.image_size, channels=base.channels,
                          batch_size=config.batch_size))
+
+
+def _tokens(run: _Prepared) -> dict:
+    """The text split's token ids, tokenized once for every stage that feeds the whole model."""
+    if run.tokens is None:
+        run.tokens = {part: run.base.tokenizer.encode(getattr(run.split, part).paths, run.base.max_length)
+                      for part in ("train", "val")}
+    return run.tokens
 
 
 def _train_stages(config: TrainConfig, run: _Prepared):
@@ -191,7 +209,8 @@ def _train_stages(config: TrainConfig, run: _Prepared):
 
     split, resume, saver = run.split, run.resume, run.saver
     train_data, val_data = _datasets(config, run)
-    common = {"patience": config.patience, "class_weight": run.class_weight, "checkpoint": saver, "task": run.task}
+    common = {"patience": config.patience, "class_weight": run.class_weight, "checkpoint": saver, "task": run.task,
+              "strategy": run.strategy}
     stages, cached = [], None
     logs = _tensorboard(config, run.run_dir)
     run.base.model.trainable = False
@@ -305,7 +324,7 @@ def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):
     elif run.split.modality == "text":
         from graftkit.data.tokens import token_outputs
 
-        outputs = token_outputs(run.model, run.base.tokenizer.encode(run.split.val.paths, run.base.max_length))
+        outputs = token_outputs(run.model, _tokens(run)["val"])
     else:
         outputs = model_outputs(run.model, run.split.val.paths, batch_size=config.batch_size)
     labels = run.split.val.labels
