@@ -220,7 +220,6 @@ def _keras_hub_inputs(preprocessor, texts) -> dict:
 
 def embedding_throughput(spec, train_x, train_y, test_x):
     import keras_hub
-    import numpy as np
 
     from graftkit.bases.text import load_text_base
     from graftkit.features.extract import extract_features

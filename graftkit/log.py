@@ -29,6 +29,36 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+_examples = "images"
+
+
+class counting:
+    """What training calls its examples in progress lines while the block runs: ``images`` or ``texts``.
+
+    Example:
+        >>> with counting("texts"):
+        ...     examples()
+        'texts'
+    """
+
+    def __init__(self, name: str):
+        self.name, self.before = name, None
+
+    def __enter__(self):
+        global _examples
+        self.before, _examples = _examples, self.name
+        return self
+
+    def __exit__(self, *exc):
+        global _examples
+        _examples = self.before
+
+
+def examples() -> str:
+    """The name of the examples being trained on (see :class:`counting`)."""
+    return _examples
+
+
 def info(message: str) -> None:
     """Print a progress line on stderr, so stdout stays clean for results.
 

@@ -81,3 +81,15 @@ def write_tiny_encoder(folder: Path, model_type: str = "bert") -> Path:
     from tests.bases.test_transformer import write_tiny_folder
 
     return write_tiny_folder(folder, model_type)
+
+
+def quiet_main(argv: list[str]) -> int:
+    """``graft ARGV`` in this process with its progress lines off (warnings and errors still show)."""
+    from graftkit import log
+    from graftkit.cli import main
+
+    log.set_quiet(True)
+    try:
+        return main(argv)
+    finally:
+        log.set_quiet(False)

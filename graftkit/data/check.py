@@ -113,7 +113,7 @@ def warn_listed(lines: list[str], more: str = "... and {n} more") -> None:
     """One warning per problem, the first :data:`_LISTED` of them, then ``more`` with the count of the rest (``{n}``).
 
     Example:
-        >>> warn_listed([f"bad {i}" for i in range(3)])  # doctest: +SKIP
+        >>> warn_listed([f"file {i} is bad" for i in range(3)])  # three warning lines on stderr
     """
     for line in lines[:_LISTED]:
         log.warn(line)

@@ -428,7 +428,8 @@ def _usable(classes: dict[str, list[str]], checked: Checked, folder: Path) -> di
             n = len(files)
             raise GraftError(f"class folder '{folder / name}' has no usable images (its {n} file{'s' * (n > 1)} "
                              f"{'were' if n > 1 else 'was'} skipped as bad, see the warnings): "
-                             f"add {EXTENSIONS_TEXT} files or remove the folder")
+                             f"add {EXTENSIONS_TEXT} files or remove the folder (for texts, every file "
+                             "of every class folder must be a UTF-8 .txt file)")
     return kept
 
 

@@ -80,9 +80,9 @@ class Boundary:
     def flat_model(self, rows: int | None = None):
         """The frozen prefix with its cached tensors flattened into one row per image (what is stored).
 
-        With ``rows`` it runs a batch ``rows`` images at a time, one after the other (the same layers and
-        weights, so the same cache key, see :func:`_in_turns`): filling the cache then holds no more of
-        the prefix's activations at once than a training step on ``rows`` images.
+        With ``rows`` it runs the prefix's early, large layers over a batch ``rows`` images at a time, one
+        slice after the other (the same layers and weights, so the same cache key and the same features;
+        see :func:`_in_turns`): filling the cache then holds their activations of ``rows`` images at once.
 
         Example:
             >>> import keras, numpy as np
@@ -101,13 +101,12 @@ class Boundary:
         import keras
 
         outputs = self.bottom.outputs
-        model = keras.Model if rows is None else _in_turns()
-        extra = {} if rows is None else {"rows": rows}
+        kind, extra = (keras.Model, {}) if rows is None else (_in_turns(), {"rows": rows})
         if len(outputs) == 1:
-            return model(self.bottom.inputs[0], outputs[0], name="boundary", **extra)
+            return kind(self.bottom.inputs[0], outputs[0], name="boundary", **extra)
         flat = keras.layers.Concatenate(name="boundary_concat")(
             [keras.layers.Flatten(name=f"boundary_flat_{i}")(t) for i, t in enumerate(outputs)])
-        return model(self.bottom.inputs[0], flat, name="boundary", **extra)
+        return kind(self.bottom.inputs[0], flat, name="boundary", **extra)
 
     def unflatten(self, rows):
         """Stored rows (a batch of them) back into the cached tensors, as :meth:`fine_tune_model` takes them."""
@@ -129,8 +128,8 @@ def _in_turns():
     step's, and TensorFlow's CPU allocator keeps the memory it grows to: the cached run peaked 45-60 MB
     above the uncached one (docs/benchmarks.md, section 10; :func:`fill_rows`). The slices run in turn
     (``parallel_iterations=1``), each freed before the next, through the layers up to :func:`_light_from`;
-    the rest, whose activations are small, takes the whole batch at once (slicing it too cost 10% more
-    CPU per image). The layers and weights, so the feature key, are the functional model's own, and so
+    the rest, whose activations are small, takes the whole batch at once (slicing it too cost up to 10%
+    more CPU per image). The layers and weights, so the feature key, are the functional model's own, and so
     are the features.
     """
     import keras
@@ -149,9 +148,9 @@ def _in_turns():
 
         def call(self, inputs, training=None, mask=None):
             sliced = self.parts.sliced or (lambda x, training: super(InTurns, self).call(x, training=training))
-            rows, shape = self.rows, (self.parts.sliced or self).outputs[0].shape[1:]
+            rows, out = self.rows, (self.parts.sliced or self).outputs[0]
             steps = (tf.shape(inputs)[0] + rows - 1) // rows
-            done = tf.TensorArray(self.outputs[0].dtype, size=steps, infer_shape=False, element_shape=(None, *shape))
+            done = tf.TensorArray(out.dtype, size=steps, infer_shape=False, element_shape=(None, *out.shape[1:]))
 
             def step(i, done):
                 return i + 1, done.write(i, sliced(inputs[i * rows:(i + 1) * rows], training=training))
@@ -324,9 +323,9 @@ def fill_rows(batch_size: int, image_size: int) -> int | None:
 
     At 128 px the fill's batches are twice a training batch (64 images against 32), and so are their
     pixels and augmentation; through the prefix 64 at once the fill held 182 MB of TensorFlow's memory
-    at its peak, 32 at a time 140 MB, 16 at a time 94 MB, against 133 MB for an uncached training step on
-    32 (MobileNetV2 0.5, ``last:30%``), for the same CPU time per image. Smaller images go in larger
-    batches still, but their activations are smaller.
+    at its peak, 32 at a time 140 MB, 16 at a time (the early layers, :func:`_in_turns`) 100-104 MB,
+    against 133 MB for an uncached training step on 32 (MobileNetV2 0.5, ``last:30%``), for 6% less CPU
+    per image. Smaller images go in larger batches still, but their activations are smaller.
 
     Example:
         >>> fill_rows(32, 128), fill_rows(32, 224), fill_rows(8, 224)

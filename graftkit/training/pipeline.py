@@ -39,11 +39,12 @@ def train_config(config: TrainConfig, resume=None) -> Run:
     started = time.perf_counter()
     with using(policy), distribute.session(strategy) as session:
         prepared = _prepare(config, resume, session)
-        if config.base == TFIDF:
-            stages, scores, probabilities = _fit_tfidf(config, prepared)
-        else:
-            stages, cached = _train_stages(config, prepared)
-            scores, probabilities = _final_scores(config, prepared, stages, cached)
+        with log.counting(examples(prepared.split)):
+            if config.base == TFIDF:
+                stages, scores, probabilities = _fit_tfidf(config, prepared)
+            else:
+                stages, cached = _train_stages(config, prepared)
+                scores, probabilities = _final_scores(config, prepared, stages, cached)
     run = _finished_run(config, prepared, stages, scores, probabilities, time.perf_counter() - started)
     if session.writes:  # the chief of a multi-worker run, or the one process
         write_run(run, labels=prepared.split.val.labels, outputs=probabilities)
@@ -261,11 +262,11 @@ def _fine_tune_optimizer(config: TrainConfig, run: _Prepared):
         return None
     import math
 
-    from graftkit.training.schedules import warmup_cosine_adamw
+    from graftkit.training.schedules import WARMUP_SHARE, WEIGHT_DECAY, warmup_cosine_adamw
 
     steps = config.fine_tune_epochs * math.ceil(len(run.split.train) / config.batch_size)
-    log.info(f"fine-tuning the encoder with AdamW (weight decay 0.01), {config.fine_tune_lr:g} after a linear "
-             f"warm-up over the first 10% of {steps} steps, cosine decay to 0")
+    log.info(f"fine-tuning the encoder with AdamW (weight decay {WEIGHT_DECAY:g}), {config.fine_tune_lr:g} after a "
+             f"linear warm-up over the first {WARMUP_SHARE:.0%} of {steps} steps, cosine decay to 0")
     return lambda: warmup_cosine_adamw(config.fine_tune_lr, steps)
 
 

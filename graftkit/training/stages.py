@@ -133,7 +133,7 @@ class StageRun:
             images = bool(self.samples)
             self._per_step = -(-self.samples // steps) if images else 1
             self._bar = log.progress(self.samples if images else steps, self._label(epoch),
-                                     unit="images" if images else "batches")
+                                     unit=log.examples() if images else "batches")
 
     def batch_done(self, batch: int, loss: float | None = None) -> None:
         """Record that batch ``batch`` (0-based) of the epoch is trained; ``loss`` is the epoch's running loss."""
@@ -157,7 +157,7 @@ class StageRun:
         shown += [key for key in logs if key not in shown]
         timing = f"{now - self._started:.1f} s"  # the whole epoch, validation included
         if images:  # the rate is of training alone
-            unit = "images" if self.samples else "batches"
+            unit = log.examples() if self.samples else "batches"
             timing = f"{images} {unit}, {log.rate(images, (self._trained or now) - self._started)} {unit}/s, {timing}"
         message = f"{self._label(epoch)}: " + ", ".join(f"{key} {logs[key]:.4f}" for key in shown) + f" ({timing})"
         if self._bar is not None:

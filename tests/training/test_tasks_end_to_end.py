@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from graftkit import log
-from graftkit.cli import main
-from tests.helpers import tiny_cnn
+from tests.helpers import quiet_main, tiny_cnn
 from tests.training.test_checkpoint import graft_process
 
 pytestmark = pytest.mark.integration
@@ -43,14 +41,6 @@ def hymenoptera_table(shared, tmp_path_factory):
     return root, len(rows)
 
 
-def _quiet(argv):
-    log.set_quiet(True)
-    try:
-        return main(argv)
-    finally:
-        log.set_quiet(False)
-
-
 @pytest.mark.parametrize("task", ["multilabel", "regression"])
 def test_task_through_train_resume_predict_evaluate_export(hymenoptera_table, task, capsys):
     root, count = hymenoptera_table
@@ -62,7 +52,7 @@ def test_task_through_train_resume_predict_evaluate_export(hymenoptera_table, ta
     process = graft_process(train, die_at=("fine_tune", 1, "after"))
     process.wait(timeout=300)
     assert process.returncode == -signal.SIGKILL, process.stderr.read()[-2000:]
-    assert _quiet(["train", "--resume", str(run)]) == 0
+    assert quiet_main(["train", "--resume", str(run)]) == 0
     answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     headline = {"multilabel": "mAP", "regression": "MAE"}[task]
     assert answer["task"] == task and answer[headline] is not None
@@ -71,7 +61,7 @@ def test_task_through_train_resume_predict_evaluate_export(hymenoptera_table, ta
     assert (run / "thresholds.json").is_file() == (task == "multilabel")
     assert (run / ("pr_curves.png" if task == "multilabel" else "regression.png")).is_file()
 
-    assert _quiet(["predict", str(run), str(root / "labels.csv"), "-o", str(root / f"{task}.csv")]) == 0
+    assert quiet_main(["predict", str(run), str(root / "labels.csv"), "-o", str(root / f"{task}.csv")]) == 0
     with open(root / f"{task}.csv") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == count
@@ -81,7 +71,7 @@ def test_task_through_train_resume_predict_evaluate_export(hymenoptera_table, ta
         assert all(float(row["value"]) == float(row["value"]) for row in rows)  # numbers, not NaN
 
     capsys.readouterr()
-    assert _quiet(["evaluate", str(run), str(root / "labels.csv"), "--label-column", column, "--json",
+    assert quiet_main(["evaluate", str(run), str(root / "labels.csv"), "--label-column", column, "--json",
                    "--no-report"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["task"] == task and scores["count"] == count
@@ -97,5 +87,5 @@ def test_task_through_train_resume_predict_evaluate_export(hymenoptera_table, ta
         assert scores["mae"] == pytest.approx(mae, abs=1e-4)
 
     for export in ("keras", "tflite"):
-        assert _quiet(["export", str(run), "--format", export]) == 0
+        assert quiet_main(["export", str(run), "--format", export]) == 0
     assert {p.name for p in (run / "exports").iterdir()} >= {"model.keras", "model.tflite", "classes.json"}

@@ -13,9 +13,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from graftkit import log
 from graftkit.cli import main
-from tests.helpers import write_tiny_encoder
+from tests.helpers import quiet_main, write_tiny_encoder
 from tests.training.test_checkpoint import graft_process
 
 CAT, DOG = "the cat sat on a mat".split(), "dog ran far away quick brown fox jumps over lazy".split()
@@ -33,14 +32,6 @@ def texts(tmp_path_factory):
     return root
 
 
-def _quiet(argv):
-    log.set_quiet(True)
-    try:
-        return main(argv)
-    finally:
-        log.set_quiet(False)
-
-
 def test_encoder_run_trains_resumes_predicts_evaluates_and_exports(texts, capsys):
     run = texts / "run"
     train = ["train", str(texts / "texts.tsv"), "--base", str(texts / "encoder"), "--epochs", "3",
@@ -48,7 +39,7 @@ def test_encoder_run_trains_resumes_predicts_evaluates_and_exports(texts, capsys
     process = graft_process(train, die_at=("fine_tune", 1, "after"))
     process.wait(timeout=300)
     assert process.returncode == -signal.SIGKILL, process.stderr.read()[-2000:]
-    assert _quiet(["train", "--resume", str(run)]) == 0
+    assert quiet_main(["train", "--resume", str(run)]) == 0
     answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert answer["task"] == "single" and answer["accuracy"] is not None
     metrics = json.loads((run / "metrics.json").read_text())
@@ -60,25 +51,25 @@ def test_encoder_run_trains_resumes_predicts_evaluates_and_exports(texts, capsys
     assert "blockquote" in (run / "report.html").read_text()  # mistakes shown as texts, if any; the style always
 
     (texts / "new.txt").write_text("the cat sat on a mat\nquick brown fox jumps\n")
-    assert _quiet(["predict", str(run), "the cat sat", str(texts / "new.txt"), "-o", str(texts / "p.csv")]) == 0
+    assert quiet_main(["predict", str(run), "the cat sat", str(texts / "new.txt"), "-o", str(texts / "p.csv")]) == 0
     lines = (texts / "p.csv").read_text().splitlines()
     assert lines[0] == "text,label,probability,top_k" and len(lines) == 4 and lines[1].startswith("the cat sat,")
 
-    assert _quiet(["evaluate", str(run), str(texts / "texts.tsv"), "--json", "--no-report"]) == 0
+    assert quiet_main(["evaluate", str(run), str(texts / "texts.tsv"), "--json", "--no-report"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["count"] == 48
 
     for format in ("keras", "savedmodel", "tflite"):
-        assert _quiet(["export", str(run), "--format", format]) == 0
+        assert quiet_main(["export", str(run), "--format", format]) == 0
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["agreement"] == 1.0
-    assert _quiet(["export", str(run), "--format", "onnx"]) == 2
+    assert quiet_main(["export", str(run), "--format", "onnx"]) == 2
     assert "exact GELU" in capsys.readouterr().err
     assert (run / "exports" / "tokenizer.json").is_file()
 
 
 def test_the_text_model_runs_in_plain_keras_with_its_tokenizer(texts, capsys):
     run = texts / "run-plain"
-    assert _quiet(["train", str(texts / "texts.tsv"), "--base", str(texts / "encoder"), "--epochs", "2",
+    assert quiet_main(["train", str(texts / "texts.tsv"), "--base", str(texts / "encoder"), "--epochs", "2",
                    "--fine-tune-epochs", "0", "--out", str(run)]) == 0
     import graftkit
 
@@ -107,14 +98,14 @@ def test_the_text_model_runs_in_plain_keras_with_its_tokenizer(texts, capsys):
 
 def test_tfidf_run_takes_raw_strings_everywhere(texts, capsys):
     run = texts / "run-tfidf"
-    assert _quiet(["train", str(texts / "texts.tsv"), "--base", "tfidf", "--out", str(run)]) == 0
+    assert quiet_main(["train", str(texts / "texts.tsv"), "--base", "tfidf", "--out", str(run)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] >= 0.9
     assert json.loads((run / "inputs.json").read_text())["dtype"] == "string"
-    assert _quiet(["predict", str(run), "the cat sat on a mat", "--format", "json"]) == 0
+    assert quiet_main(["predict", str(run), "the cat sat on a mat", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["label"] == "cat"
     for format in ("keras", "savedmodel"):
-        assert _quiet(["export", str(run), "--format", format]) == 0
-    assert _quiet(["export", str(run), "--format", "tflite"]) == 2
+        assert quiet_main(["export", str(run), "--format", format]) == 0
+    assert quiet_main(["export", str(run), "--format", "tflite"]) == 2
     assert "raw strings" in capsys.readouterr().err
 
 
@@ -122,3 +113,21 @@ def test_an_image_base_for_texts_is_refused_before_any_work(texts, capsys):
     assert main(["train", str(texts / "texts.tsv"), "--base", "mobilenet_v2_0.35"]) == 2
     err = capsys.readouterr().err
     assert "holds texts" in err and "image base" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("base", ["encoder", "tfidf"])
+def test_multilabel_and_regression_texts(texts, base, capsys):
+    rows = [(("cat;dog" if i % 2 else "cat"), " ".join(CAT[:3] + (DOG[:3] if i % 2 else [])), 3 + 3 * (i % 2))
+            for i in range(30)]
+    (texts / "tags.csv").write_text("tags,text\n" + "".join(f"{t},{x}\n" for t, x, _ in rows))
+    (texts / "sizes.csv").write_text("target,text\n" + "".join(f"{v},{x}\n" for _, x, v in rows))
+    source = str(texts / "encoder") if base == "encoder" else "tfidf"
+    for table, task, headline in (("tags.csv", "multilabel", "mAP"), ("sizes.csv", "regression", "MAE")):
+        run = texts / f"run-{base}-{task}"
+        assert quiet_main(["train", str(texts / table), "--base", source, "--task", task, "--epochs", "3",
+                       "--fine-tune-epochs", "1", "--out", str(run)]) == 0
+        answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert answer["task"] == task and answer[headline] is not None
+        assert quiet_main(["predict", str(run), "the cat sat dog ran far", "--format", "json"]) == 0
+        row = json.loads(capsys.readouterr().out)[0]
+        assert row["text"] == "the cat sat dog ran far" and ("labels" in row if task == "multilabel" else "value" in row)
