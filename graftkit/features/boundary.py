@@ -128,9 +128,9 @@ def _in_turns():
     step's, and TensorFlow's CPU allocator keeps the memory it grows to: the cached run peaked 45-60 MB
     above the uncached one (docs/benchmarks.md, section 10; :func:`fill_rows`). The slices run in turn
     (``parallel_iterations=1``), each freed before the next, through the layers up to :func:`_light_from`;
-    the rest, whose activations are small, takes the whole batch at once (slicing it too cost up to 10%
-    more CPU per image). The layers and weights, so the feature key, are the functional model's own, and so
-    are the features.
+    the rest, whose activations are small, takes the whole batch at once (slicing it too cost 4-12% more
+    CPU per image). The layers and weights, so the feature key, are the functional model's own, and so are
+    the features.
     """
     import keras
     import tensorflow as tf

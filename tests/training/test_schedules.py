@@ -14,8 +14,8 @@ def test_warm_up_then_cosine_to_zero():
 
 
 def test_weight_decay_spares_layer_norms_and_biases():
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, bias_initializer="ones"),
-                              keras.layers.LayerNormalization(name="block_0_ffn_norm")])
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, bias_initializer="ones", name="dense"),
+                              keras.layers.LayerNormalization(name="block_0_ffn_norm")], name="sequential")
     optimizer = warmup_cosine_adamw(0.1, 10, warmup_share=0.0)
     before = [w.numpy().copy() for w in model.trainable_weights]
     for _ in range(3):  # step 0 is the warm-up's first, at rate 0
