@@ -325,12 +325,10 @@ def _predict(args) -> int:
         if output or not sys.stdout.isatty() else None
     started = time.perf_counter()
     if text:
-        from graftkit.results.predict import prediction_rows, text_rows
-        from graftkit.results.texts import text_outputs
+        from graftkit.results.texts import predict_texts
 
-        outputs = text_outputs(run.model, paths, run.run_dir, progress=bar.update if bar else None)
-        rows = text_rows(prediction_rows(outputs, paths, run.class_names, task=run.task, top_k=args.top_k,
-                                         thresholds=run.thresholds))
+        rows = predict_texts(run.model, paths, run.run_dir, run.class_names, task=run.task, top_k=args.top_k,
+                             thresholds=run.thresholds, progress=bar.update if bar else None)
     else:
         rows = predict_files(run.model, paths, run.class_names, top_k=args.top_k, batch_size=args.batch_size,
                              progress=bar.update if bar else None, task=run.task, thresholds=run.thresholds)

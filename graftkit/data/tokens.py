@@ -88,6 +88,17 @@ def token_dataset(token_lists, labels=None, *, batch_size: int = 32, shuffle: bo
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
 
+def padded_batches(token_lists, batch_size: int):
+    """``(rows, token ids padded with 0)`` batch by batch, the texts sorted by length (inference, any order).
+
+    Example:
+        >>> [(rows.tolist(), x.shape) for rows, x in padded_batches([np.array([4]), np.array([5, 6])], 2)]
+        [([1, 0], (2, 2))]
+    """
+    for rows in length_batches([len(ids) for ids in token_lists], batch_size):
+        yield rows, pad_batch(token_lists, rows)
+
+
 def token_outputs(model, token_lists, *, batch_size: int = 64, progress=None) -> np.ndarray:
     """A model's outputs for texts given as token ids, in their order (batched by length, inference mode).
 
@@ -101,10 +112,9 @@ def token_outputs(model, token_lists, *, batch_size: int = 64, progress=None) ->
     from graftkit.model.infer import compiled_forward
 
     forward = compiled_forward(model, input_shape=(None,), dtype="int32")
-    lengths = np.array([len(ids) for ids in token_lists])
     out, done = None, 0
-    for rows in length_batches(lengths, batch_size):
-        values = forward(pad_batch(token_lists, rows)).numpy()
+    for rows, batch in padded_batches(token_lists, batch_size):
+        values = forward(batch).numpy()
         if out is None:
             out = np.empty((len(token_lists), *values.shape[1:]), values.dtype)
         out[rows] = values

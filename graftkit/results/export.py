@@ -189,7 +189,7 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
     from graftkit.model.infer import input_channels, input_size
     from graftkit.results.evaluate import task_kind, threshold_array
     from graftkit.results.modelfile import load_trained, read_json
-    from graftkit.results.texts import is_text_model, takes_strings
+    from graftkit.results.texts import is_text_model, model_batches, takes_strings
     from graftkit.runfolder import CLASSES_FILE, THRESHOLDS_FILE
 
     _check_options(format, quantize)
@@ -216,7 +216,7 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
 
     def batches(paths):
         if text:
-            return _text_batches(model, paths, run_dir, batch_size)
+            return model_batches(model, paths, run_dir, batch_size)
         return (batch.numpy() for batch in make_dataset(paths, image_size=input_size(model), batch_size=batch_size,
                                                         channels=input_channels(model)))
 
@@ -241,19 +241,6 @@ def export_run(run: str | Path, format: str = "tflite", *, quantize: str = "none
         log.info(f"the export takes token ids, not strings (tokenizing needs tensorflow-text inside a graph): "
                  f"{TOKENIZER_FILE} and {TOKENIZER_CONTRACT_FILE} beside it make them (README: 'A text model')")
     return export
-
-
-def _text_batches(model, texts, run_dir: Path, batch_size: int):
-    """Validation texts as a text model takes them: token-id matrices (or string vectors), batch by batch."""
-    from graftkit.results.texts import run_tokenizer, takes_strings
-
-    if takes_strings(model):
-        return (np.array(texts[i:i + batch_size], dtype=object) for i in range(0, len(texts), batch_size))
-    from graftkit.data.tokens import length_batches, pad_batch
-
-    tokenizer, max_length = run_tokenizer(run_dir)
-    tokens = tokenizer.encode(list(texts), max_length)
-    return (pad_batch(tokens, rows) for rows in length_batches([len(t) for t in tokens], batch_size))
 
 
 def default_name(format: str, quantize: str = "none") -> str:

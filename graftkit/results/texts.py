@@ -57,19 +57,48 @@ def text_outputs(model, texts: list[str], run_dir: str | Path | None, *, batch_s
 
         forward = compiled_forward(model, input_shape=(), dtype="string")
         parts = []
-        for start in range(0, len(texts), batch_size):
-            parts.append(forward(np.array(texts[start:start + batch_size], dtype=object)).numpy())
+        for batch in model_batches(model, texts, run_dir, batch_size):
+            parts.append(forward(batch).numpy())
             if progress:
-                progress(min(start + batch_size, len(texts)))
+                progress(min(len(parts) * batch_size, len(texts)))
         return np.concatenate(parts) if parts else np.zeros((0, int(model.output.shape[-1])), "float32")
     from graftkit.data.tokens import token_outputs
 
-    tokenizer, max_length = run_tokenizer(run_dir)
-    return token_outputs(model, tokenizer.encode(texts, max_length), batch_size=batch_size, progress=progress)
+    tokens = run_tokenizer(run_dir).encode(texts)
+    return token_outputs(model, tokens, batch_size=batch_size, progress=progress)
+
+
+def model_batches(model, texts: list[str], run_dir: str | Path | None, batch_size: int):
+    """``texts`` as the model takes them, batch by batch: string vectors in order (TF-IDF), or token-id matrices
+    of like-length texts (an encoder; tokenized with the run's tokenizer).
+
+    Example:
+        >>> [b.tolist() for b in model_batches(tfidf_model, ["a", "b", "c"], None, 2)]  # doctest: +SKIP
+        [['a', 'b'], ['c']]
+    """
+    if takes_strings(model):
+        return (np.array(texts[i:i + batch_size], dtype=object) for i in range(0, len(texts), batch_size))
+    from graftkit.data.tokens import padded_batches
+
+    return (batch for _, batch in padded_batches(run_tokenizer(run_dir).encode(list(texts)), batch_size))
+
+
+def predict_texts(model, texts: list[str], run_dir, class_names: list[str], *, task="single", top_k: int = 3,
+                  thresholds=None, batch_size: int = 64, progress=None) -> list[dict]:
+    """Prediction rows of texts (``text``, then the task's fields, as :func:`graftkit.results.predict.predict_files`).
+
+    Example:
+        >>> predict_texts(model, ["free prize"], "runs/sms", ["ham", "spam"])[0]["label"]  # doctest: +SKIP
+        'spam'
+    """
+    from graftkit.results.predict import prediction_rows, text_rows
+
+    outputs = text_outputs(model, texts, run_dir, batch_size=batch_size, progress=progress)
+    return text_rows(prediction_rows(outputs, texts, class_names, task=task, top_k=top_k, thresholds=thresholds))
 
 
 def run_tokenizer(run_dir: str | Path | None):
-    """The tokenizer a text run trained with and its longest token sequence, from the run folder.
+    """The tokenizer a text run trained with, from the run folder (it truncates to the run's max length).
 
     Raises:
         GraftError: the folder has no tokenizer (a bare model file, or a folder that lost it).
@@ -79,5 +108,4 @@ def run_tokenizer(run_dir: str | Path | None):
     if run_dir is None:
         raise GraftError(f"no {TOKENIZER_FILE} beside the text model: pass the run folder it was trained in (it "
                          "holds the tokenizer)")
-    tokenizer = TextTokenizer.from_saved(run_dir)
-    return tokenizer, tokenizer.max_length
+    return TextTokenizer.from_saved(run_dir)

@@ -166,13 +166,11 @@ class Run:
 
     def _predict_texts(self, inputs, *, top_k: int, batch_size: int) -> list[dict]:
         from graftkit.data.text import list_texts
-        from graftkit.results.predict import prediction_rows, text_rows
-        from graftkit.results.texts import text_outputs
+        from graftkit.results.texts import predict_texts
 
         texts = list_texts([inputs] if isinstance(inputs, (str, Path)) else list(inputs))
-        outputs = text_outputs(self.model, texts, self.run_dir, batch_size=max(batch_size, 64))
-        return text_rows(prediction_rows(outputs, texts, self.class_names, task=self.task, top_k=top_k,
-                                         thresholds=self.thresholds))
+        return predict_texts(self.model, texts, self.run_dir, self.class_names, task=self.task, top_k=top_k,
+                             thresholds=self.thresholds, batch_size=max(batch_size, 64))
 
     def export(self, format: str = "tflite", **options):
         """Export the model (``keras``, ``savedmodel``, ``tflite``, ``onnx``), checked against it;
