@@ -416,21 +416,14 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, *, folds: int = 5, se
         >>> linear_probe(x, np.repeat([0, 1], 10), folds=5)[0]
         1.0
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import KFold
-    from sklearn.multiclass import OneVsRestClassifier
+    from graftkit.training.linear_head import linear_estimator
 
-    if task == "single":
-        model, cv, scoring = LogisticRegression(C=c, max_iter=3000), StratifiedKFold, "accuracy"
-    elif task == "multilabel":
-        model, cv, scoring = OneVsRestClassifier(LogisticRegression(C=c, max_iter=3000)), KFold, "average_precision"
-    else:
-        model, cv, scoring = Ridge(alpha=1 / c), KFold, "r2"
-    scores = cross_val_score(make_pipeline(StandardScaler(), model), features, labels, scoring=scoring,
-                             cv=cv(folds, shuffle=True, random_state=seed))
+    cv, scoring = {"single": (StratifiedKFold, "accuracy"), "multilabel": (KFold, "average_precision")}.get(
+        task, (KFold, "r2"))
+    model = make_pipeline(StandardScaler(), linear_estimator(task, c))
+    scores = cross_val_score(model, features, labels, scoring=scoring, cv=cv(folds, shuffle=True, random_state=seed))
     return float(np.mean(scores)), float(np.std(scores))

@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write the predictions to FILE (atomically, row by row) instead of stdout")
     predict.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--tta", action="store_true",
+                         help="test-time augmentation: average each image's outputs with its mirror image's "
+                              "(images only; twice the work)")
     predict.add_argument("--strict", action="store_true", help="make a bad image file an error; by default it "
                                                                "is skipped with a warning")
     _add_config_options(predict, ["trust_model"])
@@ -168,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "table (its test rows when it has a split column with some, else all)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.add_argument("--tta", action="store_true",
+                          help="test-time augmentation: average each image's outputs with its mirror image's "
+                               "(images only; twice the work)")
     evaluate.add_argument("--strict", action="store_true", help="make a bad image file an error; by default it "
                                                                 "is skipped with a warning")
     evaluate.add_argument("--report", metavar="PATH",
@@ -310,6 +316,9 @@ def _predict(args) -> int:
     _positive("--top-k", args.top_k)
     check_option("batch_size", args.batch_size)
     text = _is_text_run(args.model)
+    from graftkit.model.infer import check_tta
+
+    check_tta(args.tta, "text" if text else "image")
     if text:
         from graftkit.data.text import list_texts
 
@@ -331,7 +340,8 @@ def _predict(args) -> int:
                              thresholds=run.thresholds, progress=bar.update if bar else None)
     else:
         rows = predict_files(run.model, paths, run.class_names, top_k=args.top_k, batch_size=args.batch_size,
-                             progress=bar.update if bar else None, task=run.task, thresholds=run.thresholds)
+                             progress=bar.update if bar else None, task=run.task, thresholds=run.thresholds,
+                             tta=args.tta)
     if output is None:
         count = write_predictions(rows, sys.stdout, format)
     else:
@@ -367,11 +377,14 @@ def _evaluate(args) -> int:
     from graftkit.results.trained import load
 
     check_option("batch_size", args.batch_size)
+    from graftkit.model.infer import check_tta
+
+    check_tta(args.tta, "text" if _is_text_run(args.model) else "image")  # before the model loads
     _heavy()
     run = load(args.model, trust_model=args.trust_model)
     scores, images, outputs = run.evaluate_outputs(args.data, batch_size=args.batch_size, strict=args.strict,
                                                    labels=args.labels, path_column=args.path_column,
-                                                   label_column=args.label_column)
+                                                   label_column=args.label_column, tta=args.tta)
     print(json.dumps(scores, indent=2) if args.json else format_scores(scores, unit=run.modality + "s"))
     _evaluation_report(args, scores, images, outputs, run)
     return 0

@@ -85,13 +85,24 @@ class TrainConfig:
                                     shown="the 99th percentile of the training texts, within the encoder's limit",
                                     check=(lambda v: v >= 8, "use 8 or more"))
     batch_size: int = option(32, "images per training step", check=(lambda v: v >= 1, "use 1 or more"))
-    epochs: int = option(10, "most epochs of the head stage on the frozen base; early stopping keeps the best",
+    epochs: int = option(10, "most epochs of the head stage on the frozen base when it trains by Adam (see "
+                             "--head-solver); early stopping keeps the best; 0 skips the head stage",
                          check=(lambda v: v >= 0, "use 0 or more"))
+    head_solver: str = option("auto", "how the head stage fits the head on the cached features: lbfgs (a linear "
+                                      "head fitted to convergence by logistic regression, its L2 strength chosen on "
+                                      "the validation loss), adam (--epochs epochs at --lr), or auto: lbfgs for a "
+                                      "head without --hidden on features in memory, else adam",
+                              choices=["auto", "lbfgs", "adam"])
     fine_tune_epochs: int = option(10, "most epochs of fine-tuning; 0 skips it", check=(lambda v: v >= 0, "use 0 or more"))
     lr: float = option(1e-3, "learning rate of the head stage",
                        check=(lambda v: 0 < v < float("inf"), "use a positive learning rate such as 0.001"))
     fine_tune_lr: float | None = option(None, "learning rate of fine-tuning", shown="lr / 10",
                                         check=(lambda v: 0 < v < float("inf"), "use a positive learning rate"))
+    lr_decay: float = option(1.0, "layer-wise learning rates while fine-tuning: the head at --fine-tune-lr, the "
+                                  "base's top layer group at D times it, the group below at D^2 ... (groups: a "
+                                  "named base's blocks, a text encoder's transformer blocks, else the base's "
+                                  "resolution stages)", metavar="D", shown="1, one rate",
+                             check=(lambda v: 0 < v <= 1, "use 0 < D <= 1, such as 0.5"))
     freeze: str = option("last:30%", "what stays frozen while fine-tuning: all, none, last:N, last:P%%, blocks:N "
                                      "(a named base's last N blocks) or from:LAYER (last:30%% fine-tunes the top "
                                      "30%% of the base's layers)")
@@ -100,6 +111,13 @@ class TrainConfig:
     pooling: str = option("avg", "global pooling of the base's feature map in the head", choices=["avg", "max"])
     hidden: list[int] = option([], "sizes of hidden Dense layers in the head", nargs="*", metavar="UNITS",
                                shown="none", check=(lambda v: all(u >= 1 for u in v), "use positive layer sizes"))
+    label_smoothing: float = option(0.0, "soften the classification targets of the loss by this share (0.1: the "
+                                         "true class gets 0.9 plus its share of 0.1) wherever training runs by "
+                                         "epochs (fine-tuning, a head trained by Adam)",
+                                    check=(lambda v: 0 <= v < 1, "use a share in [0, 1) such as 0.1"))
+    schedule: str = option("auto", "learning rate over fine-tuning: constant, or cosine (a linear warm-up over the "
+                                   "first 10%% of its steps, then a cosine decay to 0, with AdamW); auto: cosine for "
+                                   "texts, constant for images", choices=["auto", "constant", "cosine"])
     dropout: float = option(0.2, "dropout rate before the head's classifier", check=(lambda v: 0 <= v < 1, "use a rate in [0, 1)"))
     augment: bool = option(True, "turn off the light flip / rotation / zoom augmentation", flag="--no-augment")
     val_split: float = option(0.2, "validation share of each class when the data is not split into train/ and val/",
@@ -196,6 +214,13 @@ class TrainConfig:
                              "base (graft bases), or pass a folder of .txt files or a table with a text column")
 
     def _check_feature_cache(self) -> None:
+        if self.label_smoothing and self.task == "regression":
+            raise GraftError("--label-smoothing softens class targets, and --task regression has none: drop it")
+        if self.head_solver == "lbfgs" and self.hidden:
+            raise GraftError("--head-solver lbfgs fits a linear head, and --hidden adds layers to it: drop one of them")
+        if self.head_solver == "lbfgs" and self.feature_cache == "off":
+            raise GraftError("--head-solver lbfgs fits the head on cached features, and --feature-cache off turns "
+                             "the cache off: drop one of them")
         if self.epochs == 0 and self.feature_cache in ("memory", "disk"):
             raise GraftError(f"--feature-cache {self.feature_cache} needs the head stage, and --epochs 0 skips it: "
                              "set --epochs above 0 or drop --feature-cache")

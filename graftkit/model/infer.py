@@ -78,15 +78,50 @@ def _input_dtype(model) -> str:
     return dtype if "int" in dtype or "string" in dtype else "float32"
 
 
-def predict_dataset(model, dataset, *, progress=None) -> np.ndarray:
+def with_flips(forward):
+    """Test-time augmentation of an image model's ``forward``: the mean of its outputs on each image and on
+    its mirror image (left to right, the flip graftkit trains with).
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((1, 2, 1)), keras.layers.Flatten()])
+        >>> with_flips(compiled_forward(m))(np.array([[[[0.0], [2.0]]]])).numpy().tolist()
+        [[1.0, 1.0]]
+    """
+    import tensorflow as tf
+
+    def averaged(batch):
+        batch = tf.cast(batch, tf.float32)
+        return (forward(batch) + forward(tf.reverse(batch, axis=[2]))) / 2.0
+
+    averaged.model, averaged.traced = getattr(forward, "model", None), getattr(forward, "traced", None)
+    return averaged
+
+
+def check_tta(tta: bool, modality: str) -> None:
+    """Refuse ``--tta`` for a text model: texts have no augmentation to average over.
+
+    Example:
+        >>> check_tta(True, "text")
+        Traceback (most recent call last):
+        graftkit.errors.GraftError: --tta averages over flipped images, and this is a text model: drop --tta
+    """
+    from graftkit.errors import GraftError
+
+    if tta and modality == "text":
+        raise GraftError("--tta averages over flipped images, and this is a text model: drop --tta")
+
+
+def predict_dataset(model, dataset, *, progress=None, tta: bool = False) -> np.ndarray:
     """Run ``model`` over every batch of ``dataset`` (images, or (images, labels)) and stack the outputs.
 
     Args:
         model: a Keras model.
         dataset: a batched ``tf.data.Dataset``.
         progress: optional callable receiving the number of examples done after each batch.
+        tta: average each image's outputs with its mirror image's (:func:`with_flips`).
     """
-    forward = compiled_forward(model)
+    forward = with_flips(compiled_forward(model)) if tta else compiled_forward(model)
     outputs = []
     done = 0
     for batch in dataset:

@@ -148,6 +148,9 @@ def follow_policy(model):
 
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copy.set_weights(model.get_weights())
+    for name in ("_graft_layer_groups", "_graft_source", "_graft_inference_only"):  # what graftkit knows of it
+        if hasattr(model, name):
+            setattr(copy, name, getattr(model, name))
     return copy
 
 

@@ -15,7 +15,8 @@ TASKS = ("single", "multilabel", "regression")
 
 @dataclass(frozen=True)
 class Task:
-    """A head's task and, for regression, the target's standardization.
+    """A head's task and, for regression, the target's standardization; ``label_smoothing`` softens the
+    classification targets of the loss (``y (1 - a) + a / K`` over K classes, ``y (1 - a) + a / 2`` per label).
 
     Example:
         >>> Task("multilabel").metric, Task("regression", mean=2.0, scale=0.5).metric
@@ -25,19 +26,20 @@ class Task:
     kind: str = "single"
     mean: float = 0.0
     scale: float = 1.0
+    label_smoothing: float = 0.0
 
     @classmethod
-    def for_labels(cls, kind: str, labels) -> "Task":
+    def for_labels(cls, kind: str, labels, label_smoothing: float = 0.0) -> "Task":
         """The task for training labels: a regression's mean and scale come from them.
 
         Example:
             >>> Task.for_labels("regression", [1.0, 3.0])
-            Task(kind='regression', mean=2.0, scale=1.0)
+            Task(kind='regression', mean=2.0, scale=1.0, label_smoothing=0.0)
         """
         import numpy as np
 
         if kind != "regression":
-            return cls(kind)
+            return cls(kind, label_smoothing=label_smoothing)
         values = np.asarray(labels, np.float64)
         scale = float(values.std())
         return cls(kind, float(values.mean()), scale if scale > 0 else 1.0)
@@ -66,14 +68,27 @@ class Task:
         return keras.layers.Dense(units, activation=activation, name="predictions", kernel_initializer=init)(x)
 
     def per_example_loss(self, y, p):
-        """The loss of each example (a vector): cross-entropy, or Huber on the standardized target."""
+        """The loss of each example (a vector): cross-entropy (label-smoothed when asked), or Huber on the
+        standardized target.
+
+        Example:
+            >>> import numpy as np
+            >>> p = np.array([[0.7, 0.2, 0.1]], "float32")
+            >>> round(float(Task().per_example_loss(np.array([0]), p)[0]), 4)  # -log 0.7
+            0.3567
+            >>> round(float(Task(label_smoothing=0.3).per_example_loss(np.array([0]), p)[0]), 4)  # targets .8 .1 .1
+            0.6765
+        """
         import keras
         from keras import ops
 
+        if self.kind == "single" and self.label_smoothing:
+            target = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), ops.shape(p)[-1], dtype=p.dtype)
+            return keras.losses.categorical_crossentropy(target, p, label_smoothing=self.label_smoothing)
         if self.kind == "single":
             return keras.losses.sparse_categorical_crossentropy(y, p)
         if self.kind == "multilabel":
-            return keras.losses.binary_crossentropy(y, p)
+            return keras.losses.binary_crossentropy(y, p, label_smoothing=self.label_smoothing)
         y = (ops.reshape(ops.cast(y, p.dtype), (-1,)) - self.mean) / self.scale
         p = (ops.reshape(p, (-1,)) - self.mean) / self.scale
         error = ops.abs(y - p)

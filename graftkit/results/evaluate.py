@@ -242,8 +242,9 @@ def choose_thresholds(labels, probabilities) -> np.ndarray:
     return chosen
 
 
-def model_outputs(model, paths, *, batch_size: int = 32) -> np.ndarray:
-    """The model's outputs on image files, decoded and resized as in training (its input's size and channels).
+def model_outputs(model, paths, *, batch_size: int = 32, tta: bool = False) -> np.ndarray:
+    """The model's outputs on image files, decoded and resized as in training (its input's size and channels);
+    with ``tta``, each the mean of the image's and its mirror image's (:func:`graftkit.model.infer.with_flips`).
 
     Example:
         >>> outputs = model_outputs(model, ["cat.jpg", "dog.png"])  # doctest: +SKIP
@@ -252,11 +253,11 @@ def model_outputs(model, paths, *, batch_size: int = 32) -> np.ndarray:
     from graftkit.model.infer import input_channels, input_size, predict_dataset
 
     dataset = make_dataset(paths, image_size=input_size(model), batch_size=batch_size, channels=input_channels(model))
-    return predict_dataset(model, dataset)
+    return predict_dataset(model, dataset, tta=tta)
 
 
 def evaluate_images(model, image_set, *, batch_size: int = 32, task="single",
-                    thresholds=None) -> tuple[dict, np.ndarray]:
+                    thresholds=None, tta: bool = False) -> tuple[dict, np.ndarray]:
     """Score ``model`` on an :class:`graftkit.data.ImageSet`; returns the scores and the model's outputs.
 
     Args:
@@ -265,15 +266,23 @@ def evaluate_images(model, image_set, *, batch_size: int = 32, task="single",
         batch_size: images per forward pass.
         task: the model's task (see :func:`score`).
         thresholds: multilabel only: the per-label thresholds (see :func:`score`).
+        tta: test-time augmentation (see :func:`model_outputs`); the scores then say so (``"tta": true``),
+            and so do :func:`format_scores` and the report.
 
     Example:
         >>> scores, outputs = evaluate_images(model, images, task="regression")  # doctest: +SKIP
         >>> scores["headline_name"]  # doctest: +SKIP
         'MAE'
     """
-    probabilities = model_outputs(model, image_set.paths, batch_size=batch_size)
+    probabilities = model_outputs(model, image_set.paths, batch_size=batch_size, tta=tta)
     scores = score(image_set.labels, probabilities, image_set.class_names, task=task, thresholds=thresholds)
+    if tta:
+        scores["tta"] = True
     return scores, probabilities
+
+
+TTA_NOTE = "each averaged with its mirror image (--tta)"
+"""How :func:`format_scores` and the evaluation report say that the scores are test-time augmented."""
 
 
 LINE_WIDTH = 100
@@ -330,7 +339,7 @@ def format_scores(scores: dict, *, confusions: int = 20, unit: str = "images") -
     Single-label scores: accuracy, then one line per class (precision, recall, F1, support), then the confusion
     matrix when its rows fit on a line (a dozen classes or so), otherwise the ``confusions``
     most frequent mistakes. Long class names are shortened with an ellipsis. ``unit`` names the examples
-    (``images`` or ``texts``).
+    (``images`` or ``texts``). Test-time augmented scores (``"tta": true``) say so on their first line.
 
     Example:
         >>> s = score(np.array([0, 1, 1]), np.array([[.9, .1], [.2, .8], [.6, .4]]), ["ant", "bee"])
@@ -345,7 +354,13 @@ def format_scores(scores: dict, *, confusions: int = 20, unit: str = "images") -
                    [0]   [1]
         [0] ant      1     0
         [1] bee      1     1
+        >>> print(format_scores({**s, "tta": True}).splitlines()[0])
+        accuracy 0.6667 on 3 images, each averaged with its mirror image (--tta)
     """
+    if scores.get("tta"):
+        first, newline, rest = format_scores({k: v for k, v in scores.items() if k != "tta"},
+                                             confusions=confusions, unit=unit).partition("\n")
+        return f"{first}, {TTA_NOTE}{newline}{rest}"
     kind = task_kind(scores.get("task"))
     if kind == "multilabel":
         return _format_multilabel(scores).replace(" images,", f" {unit},", 1)

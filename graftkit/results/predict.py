@@ -14,7 +14,7 @@ FORMATS = ("table", "csv", "json")
 
 def predict_files(model, paths: list[str], class_names: list[str], *, top_k: int = 3,
                   batch_size: int = 32, progress: Callable[[int], None] | None = None, task="single",
-                  thresholds=None) -> Iterator[dict]:
+                  thresholds=None, tta: bool = False) -> Iterator[dict]:
     """Yield one row per image, for the model's task.
 
     - single: ``path``, ``label`` (the top class), ``probability`` and ``top_k`` (``(name, p)`` pairs).
@@ -35,6 +35,7 @@ def predict_files(model, paths: list[str], class_names: list[str], *, top_k: int
         progress: called with the number of images done after each batch.
         task: ``single``, ``multilabel`` or ``regression``, or a :class:`graftkit.model.task.Task`.
         thresholds: multilabel only: one per label (a sequence or ``{label: t}``), 0.5 each when None.
+        tta: test-time augmentation: each image's outputs averaged with its mirror image's.
 
     Example:
         >>> rows = predict_files(model, ["cat.jpg"], ["cat", "dog"])  # doctest: +SKIP
@@ -47,11 +48,11 @@ def predict_files(model, paths: list[str], class_names: list[str], *, top_k: int
     rows = _row_maker(task, class_names, top_k, thresholds)  # a wrong task or thresholds fail before any work
     dataset = make_dataset(paths, image_size=input_size(model), batch_size=batch_size,
                            channels=input_channels(model)).with_options(_steady())
-    yield from _rows(model, dataset, paths, rows, progress)
+    yield from _rows(model, dataset, paths, rows, progress, tta)
 
 
 def predict_arrays(model, pixels, class_names: list[str], *, top_k: int = 3, batch_size: int = 32,
-                   task="single", thresholds=None) -> Iterator[dict]:
+                   task="single", thresholds=None, tta: bool = False) -> Iterator[dict]:
     """Like :func:`predict_files` for RGB arrays (0..255), resized as training resized its images;
     ``path`` is each array's index.
 
@@ -66,7 +67,7 @@ def predict_arrays(model, pixels, class_names: list[str], *, top_k: int = 3, bat
     images = list(pixels[None] if isinstance(pixels, np.ndarray) and pixels.ndim == 3 else pixels)
     batches = (np.stack([resize_pixels(p, size) for p in images[i:i + batch_size]])
                for i in range(0, len(images), batch_size))
-    yield from _rows(model, batches, list(range(len(images))), rows, None)
+    yield from _rows(model, batches, list(range(len(images))), rows, None, tta)
 
 
 def prediction_rows(outputs, names, class_names: list[str], *, task="single", top_k: int = 3,
@@ -123,10 +124,10 @@ def _row_maker(task, class_names, top_k, thresholds) -> Callable[[object, np.nda
     return single
 
 
-def _rows(model, batches, names, make_row, progress) -> Iterator[dict]:
-    from graftkit.model.infer import compiled_forward
+def _rows(model, batches, names, make_row, progress, tta: bool = False) -> Iterator[dict]:
+    from graftkit.model.infer import compiled_forward, with_flips
 
-    forward = compiled_forward(model)
+    forward = with_flips(compiled_forward(model)) if tta else compiled_forward(model)
     start = 0
     for images in batches:
         outputs = forward(images).numpy()

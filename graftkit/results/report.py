@@ -473,7 +473,7 @@ def write_evaluation_report(path: str | Path, *, scores: dict, mistakes: list[di
         ...                         data="test/", run_dir="runs/ants")  # doctest: +SKIP
     """
     from graftkit.files import atomic_write_json
-    from graftkit.results.evaluate import task_kind
+    from graftkit.results.evaluate import TTA_NOTE, task_kind
     from graftkit.results.plots import plot_curves, plot_scores
 
     path = Path(path)
@@ -497,7 +497,8 @@ def write_evaluation_report(path: str | Path, *, scores: dict, mistakes: list[di
     return write_report(
         path, title=f"graftkit evaluation of {run_dir.name if run_dir else 'a model'} on {Path(data).name}",
         scores=scores, plots=plots, stages=metrics.get("stages"), config=config, base=metrics.get("base"),
-        mistakes=mistakes, note=f"images of {data}", links=[Path(f"{stem}.json")])
+        mistakes=mistakes, note=f"images of {data}" + (f", {TTA_NOTE}" if scores.get("tta") else ""),
+        links=[Path(f"{stem}.json")])
 
 
 def _read_json(path: Path):

@@ -89,7 +89,8 @@ class Run:
         return input_contract(self.image_size, self.metrics.get("base", {}).get("preprocessing", "inside the model"),
                               python_code=holds_python_code(self.model))
 
-    def predict(self, inputs, *, top_k: int = 3, batch_size: int = 32, strict: bool = False) -> list[dict]:
+    def predict(self, inputs, *, top_k: int = 3, batch_size: int = 32, strict: bool = False,
+                tta: bool = False) -> list[dict]:
         """Classify image files, folders of them, or pixel arrays (``H x W x 3``, or a batch of them).
 
         Files are decoded and resized exactly as in training (see ``input_contract``: JPEG draft
@@ -99,7 +100,8 @@ class Run:
         Returns one dict per image: ``path`` (or the array's index), ``label``, ``probability``
         and ``top_k``; for a multi-label model ``label`` (every label over its threshold,
         ``;``-joined), ``labels`` and ``top_k``; for a regression model ``value`` (see
-        :func:`graftkit.results.predict.predict_files`).
+        :func:`graftkit.results.predict.predict_files`). ``tta`` averages each image's outputs with its
+        mirror image's (test-time augmentation; images only).
 
         Example:
             >>> import numpy as np
@@ -107,36 +109,46 @@ class Run:
             >>> run.predict(np.zeros((480, 640, 3), "uint8"))[0]["label"]  # doctest: +SKIP
             'ants'
         """
+        from graftkit.model.infer import check_tta
         from graftkit.results.predict import predict_arrays, predict_files
 
+        check_tta(tta, self.modality)
         if self.modality == "text":
             return self._predict_texts(inputs, top_k=top_k, batch_size=batch_size)
         if _is_pixels(inputs):
             return list(predict_arrays(self.model, inputs, self.class_names, top_k=top_k, batch_size=batch_size,
-                                       task=self.task, thresholds=self.thresholds))
+                                       task=self.task, thresholds=self.thresholds, tta=tta))
         from graftkit.data.check import check_images
         from graftkit.data.layout import list_images
 
         items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
         paths, _ = check_images(list_images([str(p) for p in items]), strict=strict)
         return list(predict_files(self.model, paths, self.class_names, top_k=top_k, batch_size=batch_size,
-                                  task=self.task, thresholds=self.thresholds))
+                                  task=self.task, thresholds=self.thresholds, tta=tta))
 
     def evaluate(self, data, *, batch_size: int = 32, strict: bool = False, labels=None, path_column=None,
-                 label_column=None) -> dict:
+                 label_column=None, tta: bool = False) -> dict:
         """Score the model on a labelled folder (its ``val/`` part when it is split) or a label table (its
         ``test`` rows when it has any); returns the scores of the model's task (see
-        :func:`graftkit.results.evaluate.score`), a multi-label model's at its thresholds."""
+        :func:`graftkit.results.evaluate.score`), a multi-label model's at its thresholds. ``tta`` as for
+        :meth:`predict` (the scores then hold ``"tta": True``).
+
+        Example:
+            >>> run.evaluate("labelled/", tta=True)["tta"]  # doctest: +SKIP
+            True
+        """
         scores, _, _ = self.evaluate_outputs(data, batch_size=batch_size, strict=strict, labels=labels,
-                                             path_column=path_column, label_column=label_column)
+                                             path_column=path_column, label_column=label_column, tta=tta)
         return scores
 
     def evaluate_outputs(self, data, *, batch_size: int = 32, strict: bool = False, labels=None, path_column=None,
-                         label_column=None):
+                         label_column=None, tta: bool = False):
         """``(scores, the labelled examples, the model's outputs on them)`` of :meth:`evaluate`."""
         from graftkit.data.layout import labelled_images
+        from graftkit.model.infer import check_tta
         from graftkit.results.evaluate import evaluate_images, score
 
+        check_tta(tta, self.modality)
         examples = labelled_images(data, self.class_names, strict=strict, task=self.task, labels=labels,
                                    path_column=path_column, label_column=label_column)
         if self.modality == "text":
@@ -146,7 +158,7 @@ class Run:
             scores = score(examples.labels, outputs, examples.class_names, task=self.task, thresholds=self.thresholds)
             return scores, examples, outputs
         scores, outputs = evaluate_images(self.model, examples, batch_size=batch_size, task=self.task,
-                                          thresholds=self.thresholds)
+                                          thresholds=self.thresholds, tta=tta)
         return scores, examples, outputs
 
     @property

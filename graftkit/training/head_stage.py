@@ -65,7 +65,7 @@ def choose_views(aug_views: int | None, augment: bool) -> tuple[int, str]:
 def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs: int, learning_rate: float,
                       patience: int, class_weight: dict | None = None, feature_cache: str = "auto",
                       feature_memory_mb: int | None = None, seed: int = 0, callbacks: list | None = None,
-                      checkpoint=None, resume=None, task=None, strategy=None):
+                      checkpoint=None, resume=None, task=None, strategy=None, solver: str = "auto"):
     """Extract (or reuse) the base's features of a split and fit ``head`` on them.
 
     Args:
@@ -84,6 +84,9 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
             replicas, each global batch split between them, in the same order of examples as
             without one; on several workers each computes its share of the features into the
             shared cache, then all read them whole (:func:`graftkit.training.distribute.split_pass`).
+        solver: ``lbfgs`` fits a linear head to convergence
+            (:func:`graftkit.training.linear_head.fit_linear_head`); ``adam`` trains it by epochs;
+            ``auto`` (see :func:`choose_solver`) picks L-BFGS for a linear head on features in memory.
 
     Returns:
         ``(StageResult, CachedFeatures)``.
@@ -129,7 +132,13 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
     log.info(f"features: {counts['computed']} computed, {counts['cached']} from the cache, "
              f"{time.perf_counter() - start:.1f} s; training the head on them "
              f"({'pooled, ' if pool else ''}{'in memory' if in_memory else 'streamed from disk'})")
-    if in_memory and not callbacks and strategy is not None:
+    if choose_solver(solver, trained, in_memory) == "lbfgs":
+        from graftkit.training.linear_head import fit_linear_head
+
+        result = fit_linear_head(trained, train, split.train.labels, val, split.val.labels, task=task,
+                                 class_weight=class_weight)
+        _summaries(callbacks, result.history)
+    elif in_memory and not callbacks and strategy is not None:
         result = _fit_on_replicas(strategy, trained, train, split.train.labels, val, split.val.labels,
                                   batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
                                   patience=patience, class_weight=class_weight, seed=seed,
@@ -148,6 +157,41 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
                            strategy=strategy)
     result.seconds = time.perf_counter() - start
     return result, CachedFeatures(train=train, val=val, views=views, model=trained, pool=pool)
+
+
+def _summaries(callbacks, history: dict) -> None:
+    """Write a fit without epochs into the TensorBoard callbacks' folders as Keras would write one epoch
+    (``train/`` and ``validation/``, ``epoch_<metric>`` at step 0), so the head stage shows in TensorBoard."""
+    import tensorflow as tf
+
+    for callback in callbacks or []:
+        folder = getattr(callback, "log_dir", None)
+        if folder is None:
+            continue
+        for part, prefix in (("train", ""), ("validation", "val_")):
+            with tf.summary.create_file_writer(f"{folder}/{part}").as_default():
+                for key, values in history.items():
+                    if key.startswith(prefix) and (prefix or not key.startswith("val_")):
+                        tf.summary.scalar(f"epoch_{key.removeprefix(prefix)}", values[0], step=0)
+
+
+def choose_solver(solver: str, head, in_memory: bool = True) -> str:
+    """How the head stage fits ``head``: ``lbfgs`` or ``adam`` (``--head-solver``).
+
+    ``auto`` is L-BFGS when the head is one Dense layer on feature vectors held in memory (the
+    default head: it then reaches the optimum a logistic regression reaches, in seconds), and
+    Adam by epochs otherwise (hidden layers, or features streamed from disk).
+
+    Example:
+        >>> from graftkit.model.head import build_head
+        >>> choose_solver("auto", build_head((8,), 3)), choose_solver("auto", build_head((8,), 3, hidden=[4]))
+        ('lbfgs', 'adam')
+    """
+    from graftkit.training.linear_head import linear_layer
+
+    if solver != "auto":
+        return solver
+    return "lbfgs" if in_memory and linear_layer(head) is not None else "adam"
 
 
 class _FusedAdam:

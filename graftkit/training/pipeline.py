@@ -133,7 +133,7 @@ def _prepare(config: TrainConfig, resume, session) -> _Prepared:
     if resume is not None and resume.data not in (None, digest):
         raise GraftError(f"the images in '{config.data}' are not those the run in '{run_dir}' started with (some "
                          "were added, removed or renamed): put them back as they were, or start a new run")
-    task = Task.for_labels(split.task, split.train.labels)
+    task = Task.for_labels(split.task, split.train.labels, label_smoothing=config.label_smoothing)
     weights = None
     if config.class_weights == "auto" and task.kind == "single":
         weights = class_weights(split.train.labels, len(split.class_names))
@@ -229,7 +229,8 @@ def _train_stages(config: TrainConfig, run: _Prepared):
         result, cached = cached_head_stage(
             run.base, run.head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
             learning_rate=config.lr, feature_cache=config.feature_cache, feature_memory_mb=config.feature_memory_mb,
-            seed=config.seed, callbacks=logs("head"), resume=resume.state_of("head"), **common)
+            seed=config.seed, callbacks=logs("head"), resume=resume.state_of("head"), solver=config.head_solver,
+            **common)
         stages.append(result)
     elif config.epochs:
         stages.append(fit_stage("head", run.model, train_data, val_data, epochs=config.epochs, learning_rate=config.lr,
@@ -257,17 +258,54 @@ def _train_stages(config: TrainConfig, run: _Prepared):
 
 
 def _fine_tune_optimizer(config: TrainConfig, run: _Prepared):
-    """None (Adam, as the head stage) for images; for a transformer, AdamW with warm-up and cosine decay."""
-    if run.split.modality != "text":
-        return None
+    """Adam at a constant rate (None) or, with ``--schedule cosine`` (the default for a transformer), AdamW
+    with warm-up and cosine decay; with ``--lr-decay D`` below 1, their grouped forms, each layer group at its
+    own rate (see :func:`_layer_rates`)."""
+    schedule = config.schedule if config.schedule != "auto" else (
+        "cosine" if run.split.modality == "text" else "constant")
+    rates = _layer_rates(config, run)
+    if schedule == "constant":
+        if rates is None:
+            return None
+        from graftkit.training.schedules import fine_tune_optimizer
+
+        return lambda: fine_tune_optimizer(config.fine_tune_lr, factor=rates())
     import math
 
     from graftkit.training.schedules import WARMUP_SHARE, WEIGHT_DECAY, warmup_cosine_adamw
 
     steps = config.fine_tune_epochs * math.ceil(len(run.split.train) / config.batch_size)
-    log.info(f"fine-tuning the encoder with AdamW (weight decay {WEIGHT_DECAY:g}), {config.fine_tune_lr:g} after a "
+    log.info(f"fine-tuning with AdamW (weight decay {WEIGHT_DECAY:g}), {config.fine_tune_lr:g} after a "
              f"linear warm-up over the first {WARMUP_SHARE:.0%} of {steps} steps, cosine decay to 0")
-    return lambda: warmup_cosine_adamw(config.fine_tune_lr, steps)
+    if rates is None:
+        return lambda: warmup_cosine_adamw(config.fine_tune_lr, steps)
+    return lambda: warmup_cosine_adamw(config.fine_tune_lr, steps, factor=rates())
+
+
+def _layer_rates(config: TrainConfig, run: _Prepared):
+    """None for one learning rate (``--lr-decay 1``); else what the optimizer's factory calls once the base is
+    frozen by spec: it logs each trained layer group's rate and returns each variable's factor, ``D**depth``
+    (the head's depth is 0, the base's top group's 1...: :func:`graftkit.model.groups.variable_depths`).
+
+    The factors go by the variables themselves, which the boundary cache's model shares with the whole model.
+    """
+    if config.lr_decay == 1:
+        return None
+
+    def factor():
+        from graftkit.model.groups import group_rule, layer_groups, variable_depths
+
+        base = run.base.model
+        depths = {id(variable): depth for variable, depth in variable_depths(base, run.head)}
+        groups = layer_groups(base)
+        trained = sorted({depth for depth in depths.values() if depth})
+        rates = ", ".join(f"group {depth} from the top ('{groups[-depth][0].name}'...) "
+                          f"{config.fine_tune_lr * config.lr_decay ** depth:.3g}" for depth in trained)
+        log.info(f"layer-wise learning rates (--lr-decay {config.lr_decay:g}; the base in {len(groups)} groups, "
+                 f"{group_rule(base)}): head {config.fine_tune_lr:.3g}" + (f", {rates}" if rates else ""))
+        return lambda variable: config.lr_decay ** depths.get(id(variable), 0)
+
+    return factor
 
 
 def _boundary_cache(config: TrainConfig, run: _Prepared):

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from graftkit.cli import main
+from graftkit.errors import GraftError
 from graftkit.results.predict import predict_files, prediction_rows, write_predictions
 from tests.badfiles import NON_UTF8, noise, png_bytes, write_bytes
 from tests.helpers import train_tiny_run, write_images
@@ -191,3 +192,87 @@ def test_write_multilabel_and_regression_predictions():
     out = io.StringIO()
     write_predictions(iter(values), out, "json")
     assert json.loads(out.getvalue()) == values
+
+
+def test_tta_averages_each_image_with_its_mirror_image(run_dir, images, tmp_path):
+    """--tta: predict and evaluate both give the mean of the model on each image and on its left-right flip."""
+    from graftkit.data.layout import list_images
+    from graftkit.data.pipeline import make_dataset
+    from graftkit.results.trained import load, load_trained
+
+    model, names = load_trained(run_dir)
+    paths = list_images([str(images / "green"), str(images / "red")])
+    batches = list(make_dataset(paths, image_size=24, batch_size=4))
+    plain = np.concatenate([model(b, training=False).numpy() for b in batches])
+    flipped = np.concatenate([model(b[:, :, ::-1], training=False).numpy() for b in batches])
+    assert np.abs(plain - flipped).max() > 1e-4  # the model is not flip-invariant, so the test can fail
+    rows = list(predict_files(model, paths, names, top_k=len(names), batch_size=4, tta=True))
+    expected = (plain + flipped) / 2
+    for row, probabilities in zip(rows, expected):
+        assert dict(row["top_k"])[row["label"]] == pytest.approx(probabilities.max(), abs=1e-5)
+    run = load(run_dir)
+    assert run.predict(paths, tta=True)[0]["probability"] == pytest.approx(expected[0].max(), abs=1e-5)
+    _, _, outputs = run.evaluate_outputs(images, tta=True)
+    _, _, untouched = run.evaluate_outputs(images)
+    assert not np.allclose(outputs, untouched)
+
+
+def _tiny_model(flip_invariant: bool):
+    """Softmax over 2 classes of 8 x 8 RGB pixels: after global pooling (a mirror image gives the same outputs),
+    or after flattening (it does not)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    reduce = keras.layers.GlobalAveragePooling2D() if flip_invariant else keras.layers.Flatten()
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255), reduce,
+                             keras.layers.Dense(2, activation="softmax")])
+
+
+@pytest.mark.parametrize("flip_invariant", [True, False])
+def test_tta_on_arrays_is_the_mean_over_each_image_and_its_mirror_image(flip_invariant):
+    from graftkit.results.predict import predict_arrays
+
+    model = _tiny_model(flip_invariant)
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3)).astype("uint8")
+    plain = model(pixels.astype("float32"), training=False).numpy()
+    mirrored = model(pixels[:, :, ::-1].astype("float32"), training=False).numpy()
+    assert np.allclose(plain, mirrored, atol=1e-6) == flip_invariant
+    rows = list(predict_arrays(model, pixels, ["a", "b"], top_k=2, batch_size=2, tta=True))
+    tta = np.array([[dict(row["top_k"])[name] for name in ("a", "b")] for row in rows])
+    np.testing.assert_allclose(tta, (plain + mirrored) / 2, atol=1e-6)
+    if flip_invariant:
+        untouched = list(predict_arrays(model, pixels, ["a", "b"], top_k=2, batch_size=2))
+        np.testing.assert_allclose(tta, [[dict(r["top_k"])[n] for n in ("a", "b")] for r in untouched], atol=1e-6)
+
+
+def test_cli_tta_for_evaluate_and_predict(run_dir, images, capsys, tmp_path):
+    assert main(["evaluate", str(run_dir), str(images), "--tta", "--no-report", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert "accuracy" in scores and scores["tta"] is True
+    report = tmp_path / "tta.html"
+    assert main(["evaluate", str(run_dir), str(images), "--tta", "--report", str(report)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("accuracy ") and first.endswith("each averaged with its mirror image (--tta)")
+    assert "each averaged with its mirror image (--tta)" in report.read_text()
+    assert json.loads((tmp_path / "tta.json").read_text())["tta"] is True
+    assert main(["predict", str(run_dir), str(images / "green"), "--tta", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(run_dir), str(images), "--no-report", "--json"]) == 0
+    assert "tta" not in json.loads(capsys.readouterr().out)
+
+
+def test_tta_for_a_text_model_is_a_one_line_error(tmp_path, capsys):
+    """Told from the run folder's inputs.json, before any model loads (there is none here)."""
+    from graftkit.results.trained import Run
+
+    (tmp_path / "inputs.json").write_text(json.dumps({"kind": "text"}))
+    (tmp_path / "texts.txt").write_text("hello\n")
+    for argv in (["predict", str(tmp_path), "hello", "--tta"], ["evaluate", str(tmp_path), str(tmp_path), "--tta"]):
+        assert main(argv) == 2
+        error = capsys.readouterr().err.strip()
+        assert error == ("graft: error: --tta averages over flipped images, and this is a text model: drop --tta")
+    text_run = Run(model=None, class_names=["ham", "spam"], metrics={"base": {"modality": "text"}})
+    with pytest.raises(GraftError, match="drop --tta"):
+        text_run.predict(["hello"], tta=True)
+    with pytest.raises(GraftError, match="drop --tta"):
+        text_run.evaluate(str(tmp_path), tta=True)

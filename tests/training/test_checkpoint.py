@@ -33,7 +33,7 @@ def train_args(root: Path, out: str, fine_tune_epochs: int = EPOCHS["fine_tune"]
                relative: bool = False, fine_tune_lr: float = 0.005) -> list[str]:
     where = Path(".") if relative else root
     return ["train", str(where / "images"), "--base", str(where / "personal.keras"), "--epochs", str(EPOCHS["head"]),
-            "--fine-tune-epochs", str(fine_tune_epochs), "--patience", str(patience), "--lr", "0.05",
+            "--fine-tune-epochs", str(fine_tune_epochs), "--patience", str(patience), "--lr", "0.05", "--head-solver", "adam",
             "--fine-tune-lr", str(fine_tune_lr), "--batch-size", "8", "--freeze", "last:2", "--out", str(where / out)]
 
 

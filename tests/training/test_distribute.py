@@ -29,7 +29,7 @@ from graftkit.training import distribute
 ROOT = Path(__file__).absolute().parents[2]  # the checkout under test, where the worker processes import from
 TOLERANCE = 1e-4  # largest difference from one process allowed, in weights and validation loss
 OPTIONS = {"epochs": 3, "fine_tune_epochs": 1, "lr": 0.05, "batch_size": 7, "freeze": "last:2", "dropout": 0.0,
-           "augment": False, "fine_tune_cache": "off"}
+           "augment": False, "fine_tune_cache": "off", "head_solver": "adam"}  # the head trains on replicas
 DEADLINE = 90  # seconds any one process may take before the test stops it and fails
 
 

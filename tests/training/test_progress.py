@@ -69,7 +69,7 @@ def test_graft_train_prints_only_its_json_line_on_stdout(tmp_path):
     images = write_images(tmp_path / "images", {"red": 12, "green": 12, "blue": 12})
     command = [sys.executable, "-c", "import sys; from graftkit.cli import main; sys.exit(main())", "train",
                str(images), "--base", "mobilenet_v2_0.35", "--weights", "none", "--image-size", "96",
-               "--epochs", "2", "--fine-tune-epochs", "2", "--batch-size", "8", "--out", str(tmp_path / "run")]
+               "--epochs", "2", "--head-solver", "adam", "--fine-tune-epochs", "2", "--batch-size", "8", "--out", str(tmp_path / "run")]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TERM": "xterm"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
