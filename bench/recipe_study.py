@@ -34,14 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 VARIANTS = {
-    "adam head (before)": {"head_solver": "adam"},
-    "lbfgs head (default)": {},
+    "adam head (default)": {"head_solver": "adam"},
+    "lbfgs head": {"head_solver": "lbfgs"},
     "adam head, frozen": {"head_solver": "adam", "freeze": "all"},
     "adam head 200 ep, frozen": {"head_solver": "adam", "freeze": "all", "epochs": 200, "patience": 10},
-    "lbfgs head, frozen": {"freeze": "all"},
-    "label smoothing 0.1": {"label_smoothing": 0.1},
-    "lr decay 0.5 + cosine": {"lr_decay": 0.5, "schedule": "cosine"},
-    "cosine": {"schedule": "cosine"},
+    "lbfgs head, frozen (default)": {"freeze": "all"},
+    "lbfgs head + label smoothing 0.1": {"head_solver": "lbfgs", "label_smoothing": 0.1},
+    "lbfgs head + lr decay 0.5 + cosine": {"head_solver": "lbfgs", "lr_decay": 0.5, "schedule": "cosine"},
+    "lbfgs head + cosine": {"head_solver": "lbfgs", "schedule": "cosine"},
     "last:50%": {"freeze": "last:50%"},
     "fine-tune lr 3e-4": {"fine_tune_lr": 3e-4},
 }

@@ -90,8 +90,9 @@ class TrainConfig:
                          check=(lambda v: v >= 0, "use 0 or more"))
     head_solver: str = option("auto", "how the head stage fits the head on the cached features: lbfgs (a linear "
                                       "head fitted to convergence by logistic regression, its L2 strength chosen on "
-                                      "the validation loss), adam (--epochs epochs at --lr), or auto: lbfgs for a "
-                                      "head without --hidden on features in memory, else adam",
+                                      "the validation loss), adam (--epochs epochs at --lr), or auto: lbfgs when no "
+                                      "fine-tuning follows (--freeze all, --fine-tune-epochs 0) for a head without "
+                                      "--hidden on features in memory, else adam",
                               choices=["auto", "lbfgs", "adam"])
     fine_tune_epochs: int = option(10, "most epochs of fine-tuning; 0 skips it", check=(lambda v: v >= 0, "use 0 or more"))
     lr: float = option(1e-3, "learning rate of the head stage",

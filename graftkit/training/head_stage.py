@@ -65,7 +65,8 @@ def choose_views(aug_views: int | None, augment: bool) -> tuple[int, str]:
 def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs: int, learning_rate: float,
                       patience: int, class_weight: dict | None = None, feature_cache: str = "auto",
                       feature_memory_mb: int | None = None, seed: int = 0, callbacks: list | None = None,
-                      checkpoint=None, resume=None, task=None, strategy=None, solver: str = "auto"):
+                      checkpoint=None, resume=None, task=None, strategy=None, solver: str = "auto",
+                      fine_tunes: bool = False):
     """Extract (or reuse) the base's features of a split and fit ``head`` on them.
 
     Args:
@@ -86,7 +87,8 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
             shared cache, then all read them whole (:func:`graftkit.training.distribute.split_pass`).
         solver: ``lbfgs`` fits a linear head to convergence
             (:func:`graftkit.training.linear_head.fit_linear_head`); ``adam`` trains it by epochs;
-            ``auto`` (see :func:`choose_solver`) picks L-BFGS for a linear head on features in memory.
+            ``auto`` (see :func:`choose_solver`) picks L-BFGS for a linear head on features in memory
+            when no fine-tuning follows (``fine_tunes`` False).
 
     Returns:
         ``(StageResult, CachedFeatures)``.
@@ -132,7 +134,7 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
     log.info(f"features: {counts['computed']} computed, {counts['cached']} from the cache, "
              f"{time.perf_counter() - start:.1f} s; training the head on them "
              f"({'pooled, ' if pool else ''}{'in memory' if in_memory else 'streamed from disk'})")
-    if choose_solver(solver, trained, in_memory) == "lbfgs":
+    if choose_solver(solver, trained, in_memory, fine_tunes) == "lbfgs":
         from graftkit.training.linear_head import fit_linear_head
 
         result = fit_linear_head(trained, train, split.train.labels, val, split.val.labels, task=task,
@@ -175,23 +177,29 @@ def _summaries(callbacks, history: dict) -> None:
                         tf.summary.scalar(f"epoch_{key.removeprefix(prefix)}", values[0], step=0)
 
 
-def choose_solver(solver: str, head, in_memory: bool = True) -> str:
+def choose_solver(solver: str, head, in_memory: bool = True, fine_tunes: bool = False) -> str:
     """How the head stage fits ``head``: ``lbfgs`` or ``adam`` (``--head-solver``).
 
-    ``auto`` is L-BFGS when the head is one Dense layer on feature vectors held in memory (the
-    default head: it then reaches the optimum a logistic regression reaches, in seconds), and
-    Adam by epochs otherwise (hidden layers, or features streamed from disk).
+    ``auto`` is L-BFGS when the head is the model the run ends with (no fine-tuning follows) and
+    is one Dense layer on feature vectors held in memory: it then reaches the optimum a logistic
+    regression reaches, in seconds, where 10 Adam epochs end still improving. Before fine-tuning,
+    and for other heads, ``auto`` is Adam by epochs: in ``bench/recipe_study.py`` fine-tuning from
+    the L-BFGS head gained 1.5 points on the mean of four sets but lost 1.2 on flowers128 against
+    fine-tuning from the Adam head, and a default does not change for a loss of more than a point
+    on any set (docs/benchmarks.md section 12).
 
     Example:
         >>> from graftkit.model.head import build_head
         >>> choose_solver("auto", build_head((8,), 3)), choose_solver("auto", build_head((8,), 3, hidden=[4]))
         ('lbfgs', 'adam')
+        >>> choose_solver("auto", build_head((8,), 3), fine_tunes=True), choose_solver("lbfgs", build_head((8,), 3), fine_tunes=True)
+        ('adam', 'lbfgs')
     """
     from graftkit.training.linear_head import linear_layer
 
     if solver != "auto":
         return solver
-    return "lbfgs" if in_memory and linear_layer(head) is not None else "adam"
+    return "lbfgs" if in_memory and not fine_tunes and linear_layer(head) is not None else "adam"
 
 
 class _FusedAdam:

@@ -80,3 +80,10 @@ def test_the_l_bfgs_path_stops_once_the_validation_loss_has_risen_twice(capsys):
     fit_linear_head(build_head((60,), 2), x, y, xv, y, grid=(0.001, 0.01, 0.1, 1.0, 10.0, 100.0))
     line = [entry for entry in capsys.readouterr().err.splitlines() if "kept C" in entry][0]
     assert "100:" not in line and line.count("val loss") < 6
+
+
+def test_an_l_bfgs_head_shows_in_tensorboard(tmp_path):
+    run_dir = train_tiny_run(tmp_path, head_solver="lbfgs", tensorboard=True)
+    for part in ("train", "validation"):
+        assert list((run_dir / "logs" / "head" / part).glob("events.out.tfevents.*")), part
+    assert json.loads((run_dir / "metrics.json").read_text())["stages"]["head"]["best_epoch"] == 1
