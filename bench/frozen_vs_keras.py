@@ -198,7 +198,8 @@ def graftkit_arm(spec: dict, split, *, cold: bool) -> dict:
     from graftkit.bases.loader import load_base
     from graftkit.model.head import build_head
     from graftkit.results.evaluate import score
-    from graftkit.training.head_stage import cached_head_stage, predict_features
+    from graftkit.model.infer import predict_features
+    from graftkit.training.head_stage import cached_head_stage
 
     keras.utils.set_random_seed(spec["seed"])
     if cold:

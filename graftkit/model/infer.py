@@ -153,3 +153,21 @@ def input_size(model) -> int:
         96
     """
     return int(model.inputs[0].shape[1])
+
+
+def predict_features(head, features, *, batch_size: int = 256) -> np.ndarray:
+    """The head's class probabilities for cached features, in inference mode.
+
+    Equal, to float tolerance, to the full model's predictions on the images themselves
+    while the base is unchanged.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from graftkit.model.head import build_head
+        >>> predict_features(build_head((4,), 3), np.zeros((5, 4), "float32")).shape
+        (5, 3)
+    """
+    forward = compiled_forward(head)
+    outputs = [forward(np.asarray(features[i:i + batch_size], np.float32)).numpy()
+               for i in range(0, len(features), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, int(head.output.shape[-1])), "float32")

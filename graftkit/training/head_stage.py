@@ -440,23 +440,3 @@ def _fit_on_replicas(strategy, head, train_views, train_labels, val_features, va
     return fit_stage("head", head, train_rows, val_rows, epochs=epochs, learning_rate=learning_rate,
                      patience=patience, class_weight=class_weight, checkpoint=checkpoint, resume=resume,
                      samples=count, task=task, strategy=strategy, inputs=(train_inputs, val_inputs))
-
-
-def predict_features(head, features, *, batch_size: int = 256) -> np.ndarray:
-    """The head's class probabilities for cached features, in inference mode.
-
-    Equal, to float tolerance, to the full model's predictions on the images themselves
-    while the base is unchanged.
-
-    Example:
-        >>> import keras, numpy as np
-        >>> from graftkit.model.head import build_head
-        >>> predict_features(build_head((4,), 3), np.zeros((5, 4), "float32")).shape
-        (5, 3)
-    """
-    from graftkit.model.infer import compiled_forward
-
-    forward = compiled_forward(head)
-    outputs = [forward(np.asarray(features[i:i + batch_size], np.float32)).numpy()
-               for i in range(0, len(features), batch_size)]
-    return np.concatenate(outputs) if outputs else np.zeros((0, int(head.output.shape[-1])), "float32")

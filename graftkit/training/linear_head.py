@@ -156,7 +156,7 @@ def fit_linear_head(model, train_views, train_labels, val_features, val_labels, 
         (1, True)
     """
     from graftkit.model.task import Task
-    from graftkit.training.head_stage import predict_features
+    from graftkit.model.infer import predict_features
     from graftkit.training.stages import StageResult
 
     task = task or Task()

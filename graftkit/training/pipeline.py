@@ -356,7 +356,7 @@ def _final_scores(config: TrainConfig, run: _Prepared, stages, cached):
     from graftkit.results.evaluate import choose_thresholds, model_outputs, score
 
     if cached is not None and not any(s.name == "fine_tune" and s.kept for s in stages):
-        from graftkit.training.head_stage import predict_features
+        from graftkit.model.infer import predict_features
 
         # The base is as it was when the features were cached: the head on them is the full model.
         outputs = predict_features(cached.model, cached.val)

@@ -12,12 +12,8 @@ from graftkit.config import TrainConfig
 from graftkit.errors import GraftError
 from graftkit.features import extract
 from graftkit.results.trained import load_trained
-from graftkit.training.head_stage import (
-    after_pooling,
-    choose_views,
-    fit_on_features,
-    predict_features,
-)
+from graftkit.model.infer import predict_features
+from graftkit.training.head_stage import after_pooling, choose_views, fit_on_features
 
 pytestmark = pytest.mark.usefixtures("empty_feature_cache")
 

@@ -6,7 +6,8 @@ import pytest
 from graftkit.errors import GraftError
 from graftkit.model.head import build_head
 from graftkit.model.task import Task
-from graftkit.training.head_stage import choose_solver, predict_features
+from graftkit.model.infer import predict_features
+from graftkit.training.head_stage import choose_solver
 from graftkit.training.linear_head import fit_coefficients, fit_linear_head, linear_layer
 
 

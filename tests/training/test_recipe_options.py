@@ -28,7 +28,8 @@ def test_label_smoothing_is_kerass_smoothed_cross_entropy_in_the_fused_head_loop
 
 
 def test_a_smoothed_head_trained_by_adam_is_less_confident():
-    from graftkit.training.head_stage import fit_on_features, predict_features
+    from graftkit.model.infer import predict_features
+    from graftkit.training.head_stage import fit_on_features
 
     rng = np.random.default_rng(1)
     y = np.arange(60) % 3
