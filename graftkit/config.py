@@ -90,9 +90,8 @@ class TrainConfig:
                          check=(lambda v: v >= 0, "use 0 or more"))
     head_solver: str = option("auto", "how the head stage fits the head on the cached features: lbfgs (a linear "
                                       "head fitted to convergence by logistic regression, its L2 strength chosen on "
-                                      "the validation loss), adam (--epochs epochs at --lr), or auto: lbfgs when no "
-                                      "fine-tuning follows (--freeze all, --fine-tune-epochs 0) for a head without "
-                                      "--hidden on features in memory, else adam",
+                                      "the validation loss), adam (--epochs epochs at --lr), or auto: lbfgs for a "
+                                      "head without --hidden on features in memory, else adam",
                               choices=["auto", "lbfgs", "adam"])
     fine_tune_epochs: int = option(10, "most epochs of fine-tuning; 0 skips it", check=(lambda v: v >= 0, "use 0 or more"))
     lr: float = option(1e-3, "learning rate of the head stage",
@@ -117,8 +116,8 @@ class TrainConfig:
                                          "epochs (fine-tuning, a head trained by Adam)",
                                     check=(lambda v: 0 <= v < 1, "use a share in [0, 1) such as 0.1"))
     schedule: str = option("auto", "learning rate over fine-tuning: constant, or cosine (a linear warm-up over the "
-                                   "first 10%% of its steps, then a cosine decay to 0, with AdamW); auto: cosine for "
-                                   "texts, constant for images", choices=["auto", "constant", "cosine"])
+                                   "first 10%% of its steps, then a cosine decay to 0, with AdamW), or auto: cosine",
+                           choices=["auto", "constant", "cosine"])
     dropout: float = option(0.2, "dropout rate before the head's classifier", check=(lambda v: 0 <= v < 1, "use a rate in [0, 1)"))
     augment: bool = option(True, "turn off the light flip / rotation / zoom augmentation", flag="--no-augment")
     val_split: float = option(0.2, "validation share of each class when the data is not split into train/ and val/",

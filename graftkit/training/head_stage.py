@@ -180,26 +180,25 @@ def _summaries(callbacks, history: dict) -> None:
 def choose_solver(solver: str, head, in_memory: bool = True, fine_tunes: bool = False) -> str:
     """How the head stage fits ``head``: ``lbfgs`` or ``adam`` (``--head-solver``).
 
-    ``auto`` is L-BFGS when the head is the model the run ends with (no fine-tuning follows) and
-    is one Dense layer on feature vectors held in memory: it then reaches the optimum a logistic
-    regression reaches, in seconds, where 10 Adam epochs end still improving. Before fine-tuning,
-    and for other heads, ``auto`` is Adam by epochs: in ``bench/recipe_study.py`` fine-tuning from
-    the L-BFGS head gained 1.5 points on the mean of four sets but lost 1.2 on flowers128 against
-    fine-tuning from the Adam head, and a default does not change for a loss of more than a point
-    on any set (docs/benchmarks.md section 12).
+    ``auto`` is L-BFGS when the head is one Dense layer on feature vectors held in memory: it then
+    reaches the optimum a logistic regression reaches, in seconds, where 10 Adam epochs end still
+    improving; for other heads (hidden layers, features streamed from disk) it is Adam by epochs.
+    ``fine_tunes`` is what the study weighed: before fine-tuning, L-BFGS wins together with the
+    cosine schedule (``bench/recipe_study.py``: +1.7 points on the mean of four sets, at most 0.3
+    lost on one; without it 1.2 were lost on flowers128; docs/benchmarks.md section 12).
 
     Example:
         >>> from graftkit.model.head import build_head
         >>> choose_solver("auto", build_head((8,), 3)), choose_solver("auto", build_head((8,), 3, hidden=[4]))
         ('lbfgs', 'adam')
-        >>> choose_solver("auto", build_head((8,), 3), fine_tunes=True), choose_solver("lbfgs", build_head((8,), 3), fine_tunes=True)
-        ('adam', 'lbfgs')
+        >>> choose_solver("auto", build_head((8,), 3), fine_tunes=True), choose_solver("adam", build_head((8,), 3))
+        ('lbfgs', 'adam')
     """
     from graftkit.training.linear_head import linear_layer
 
     if solver != "auto":
         return solver
-    return "lbfgs" if in_memory and not fine_tunes and linear_layer(head) is not None else "adam"
+    return "lbfgs" if in_memory and linear_layer(head) is not None else "adam"
 
 
 class _FusedAdam:

@@ -258,11 +258,10 @@ def _train_stages(config: TrainConfig, run: _Prepared):
 
 
 def _fine_tune_optimizer(config: TrainConfig, run: _Prepared):
-    """Adam at a constant rate (None) or, with ``--schedule cosine`` (the default for a transformer), AdamW
+    """Adam at a constant rate (None) or, with ``--schedule cosine`` (the default, auto), AdamW
     with warm-up and cosine decay; with ``--lr-decay D`` below 1, their grouped forms, each layer group at its
     own rate (see :func:`_layer_rates`)."""
-    schedule = config.schedule if config.schedule != "auto" else (
-        "cosine" if run.split.modality == "text" else "constant")
+    schedule = "cosine" if config.schedule == "auto" else config.schedule
     rates = _layer_rates(config, run)
     if schedule == "constant":
         if rates is None:
