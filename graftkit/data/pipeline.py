@@ -115,6 +115,19 @@ def label_array(labels) -> np.ndarray:
     return labels.astype(np.float32) if labels.dtype.kind == "f" else labels.astype(np.int32)
 
 
+def weight_table(class_weight: dict | None, num_classes: int) -> np.ndarray:
+    """Class weights as an array indexed by class (1 for a class without one), for a loop of graftkit's own.
+
+    Example:
+        >>> weight_table({1: 2.5}, 3).tolist(), weight_table(None, 2).tolist()
+        ([1.0, 2.5, 1.0], [1.0, 1.0])
+    """
+    table = np.ones(num_classes, np.float32)
+    for index, weight in (class_weight or {}).items():
+        table[int(index)] = weight
+    return table
+
+
 def class_weights(labels, num_classes: int) -> dict[int, float] | None:
     """Balanced class weights when the classes are imbalanced, else None.
 

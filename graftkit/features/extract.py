@@ -114,6 +114,17 @@ def extract_features(base, paths, *, view: int | None = None, seed: int = 0, bat
     return out
 
 
+def as_views(features) -> list:
+    """Cached training features as a list of views: one array (exact features) becomes a list of one.
+
+    Example:
+        >>> import numpy as np
+        >>> len(as_views(np.zeros((3, 2)))), len(as_views([np.zeros((3, 2))] * 4))
+        (1, 4)
+    """
+    return list(features) if isinstance(features, (list, tuple)) else [features]
+
+
 def features_dataset(views, labels, *, batch_size: int, shuffle: bool = False, seed: int = 0):
     """A batched ``tf.data.Dataset`` of (features, labels) from cached features, for training a head.
 
@@ -136,7 +147,7 @@ def features_dataset(views, labels, *, batch_size: int, shuffle: bool = False, s
     """
     import tensorflow as tf
 
-    views = list(views) if isinstance(views, (list, tuple)) else [views]
+    views = as_views(views)
     count, n_views = len(views[0]), len(views)
     from graftkit.data.pipeline import label_array
 

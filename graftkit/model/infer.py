@@ -98,6 +98,20 @@ def with_flips(forward):
     return averaged
 
 
+def image_forward(model, *, tta: bool = False):
+    """The compiled forward pass of an image model (:func:`compiled_forward`), test-time augmented with ``tta``
+    (:func:`with_flips`).
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((1, 2, 1)), keras.layers.Flatten()])
+        >>> image_forward(m, tta=True)(np.array([[[[0.0], [2.0]]]])).numpy().tolist()
+        [[1.0, 1.0]]
+    """
+    forward = compiled_forward(model)
+    return with_flips(forward) if tta else forward
+
+
 def check_tta(tta: bool, modality: str) -> None:
     """Refuse ``--tta`` for a text model: texts have no augmentation to average over.
 
@@ -121,7 +135,7 @@ def predict_dataset(model, dataset, *, progress=None, tta: bool = False) -> np.n
         progress: optional callable receiving the number of examples done after each batch.
         tta: average each image's outputs with its mirror image's (:func:`with_flips`).
     """
-    forward = with_flips(compiled_forward(model)) if tta else compiled_forward(model)
+    forward = image_forward(model, tta=tta)
     outputs = []
     done = 0
     for batch in dataset:

@@ -125,9 +125,9 @@ def _row_maker(task, class_names, top_k, thresholds) -> Callable[[object, np.nda
 
 
 def _rows(model, batches, names, make_row, progress, tta: bool = False) -> Iterator[dict]:
-    from graftkit.model.infer import compiled_forward, with_flips
+    from graftkit.model.infer import image_forward
 
-    forward = with_flips(compiled_forward(model)) if tta else compiled_forward(model)
+    forward = image_forward(model, tta=tta)
     start = 0
     for images in batches:
         outputs = forward(images).numpy()

@@ -527,7 +527,6 @@ def fit_epochs(strategy, model, train_data, val_data, *, epochs: int, first: int
         >>> fit_epochs(strategy, model, train, val, epochs=5, first=0, stage=stage, stopper=stopper,
         ...            task=Task())  # doctest: +SKIP
     """
-    import numpy as np
     import tensorflow as tf
 
     sum_ = tf.distribute.ReduceOp.SUM
@@ -537,10 +536,9 @@ def fit_epochs(strategy, model, train_data, val_data, *, epochs: int, first: int
     variables = model.trainable_variables
     weights = None
     if class_weight and task.kind == "single":
-        table = np.ones(int(model.output.shape[-1]), np.float32)
-        for index, weight in class_weight.items():
-            table[int(index)] = weight
-        weights = tf.constant(table)
+        from graftkit.data.pipeline import weight_table
+
+        weights = tf.constant(weight_table(class_weight, int(model.output.shape[-1])))
     to_train, to_val = inputs or (None, None)
 
     def replica_train(element):

@@ -65,8 +65,7 @@ def choose_views(aug_views: int | None, augment: bool) -> tuple[int, str]:
 def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs: int, learning_rate: float,
                       patience: int, class_weight: dict | None = None, feature_cache: str = "auto",
                       feature_memory_mb: int | None = None, seed: int = 0, callbacks: list | None = None,
-                      checkpoint=None, resume=None, task=None, strategy=None, solver: str = "auto",
-                      fine_tunes: bool = False):
+                      checkpoint=None, resume=None, task=None, strategy=None, solver: str = "auto"):
     """Extract (or reuse) the base's features of a split and fit ``head`` on them.
 
     Args:
@@ -87,8 +86,7 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
             shared cache, then all read them whole (:func:`graftkit.training.distribute.split_pass`).
         solver: ``lbfgs`` fits a linear head to convergence
             (:func:`graftkit.training.linear_head.fit_linear_head`); ``adam`` trains it by epochs;
-            ``auto`` (see :func:`choose_solver`) picks L-BFGS for a linear head on features in memory
-            when no fine-tuning follows (``fine_tunes`` False).
+            ``auto`` (see :func:`choose_solver`) picks L-BFGS for a linear head on features in memory.
 
     Returns:
         ``(StageResult, CachedFeatures)``.
@@ -134,7 +132,7 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
     log.info(f"features: {counts['computed']} computed, {counts['cached']} from the cache, "
              f"{time.perf_counter() - start:.1f} s; training the head on them "
              f"({'pooled, ' if pool else ''}{'in memory' if in_memory else 'streamed from disk'})")
-    if choose_solver(solver, trained, in_memory, fine_tunes) == "lbfgs":
+    if choose_solver(solver, trained, in_memory) == "lbfgs":
         from graftkit.training.linear_head import fit_linear_head
 
         result = fit_linear_head(trained, train, split.train.labels, val, split.val.labels, task=task,
@@ -177,22 +175,22 @@ def _summaries(callbacks, history: dict) -> None:
                         tf.summary.scalar(f"epoch_{key.removeprefix(prefix)}", values[0], step=0)
 
 
-def choose_solver(solver: str, head, in_memory: bool = True, fine_tunes: bool = False) -> str:
+def choose_solver(solver: str, head, in_memory: bool = True) -> str:
     """How the head stage fits ``head``: ``lbfgs`` or ``adam`` (``--head-solver``).
 
     ``auto`` is L-BFGS when the head is one Dense layer on feature vectors held in memory: it then
     reaches the optimum a logistic regression reaches, in seconds, where 10 Adam epochs end still
     improving; for other heads (hidden layers, features streamed from disk) it is Adam by epochs.
-    ``fine_tunes`` is what the study weighed: before fine-tuning, L-BFGS wins together with the
-    cosine schedule (``bench/recipe_study.py``: +1.7 points on the mean of four sets, at most 0.3
-    lost on one; without it 1.2 were lost on flowers128; docs/benchmarks.md section 12).
+    Whether fine-tuning follows does not change it: before fine-tuning, L-BFGS wins together with
+    the cosine schedule (``bench/recipe_study.py``: +1.7 points on the mean of four sets, at most
+    0.3 lost on one; without it 1.2 were lost on flowers128; docs/benchmarks.md section 12).
 
     Example:
         >>> from graftkit.model.head import build_head
         >>> choose_solver("auto", build_head((8,), 3)), choose_solver("auto", build_head((8,), 3, hidden=[4]))
         ('lbfgs', 'adam')
-        >>> choose_solver("auto", build_head((8,), 3), fine_tunes=True), choose_solver("adam", build_head((8,), 3))
-        ('lbfgs', 'adam')
+        >>> choose_solver("auto", build_head((8,), 3), in_memory=False), choose_solver("adam", build_head((8,), 3))
+        ('adam', 'adam')
     """
     from graftkit.training.linear_head import linear_layer
 
@@ -316,6 +314,8 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     import keras
     import tensorflow as tf
 
+    from graftkit.data.pipeline import weight_table
+    from graftkit.features.extract import as_views
     from graftkit.training.checkpoint import restore_training
     from graftkit.training.stages import StageRun, Stopper, compile_for
 
@@ -327,15 +327,11 @@ def fit_on_features(name: str, head, train_views, train_labels, val_features, va
     first = resume.epoch if resume else 0
     if resume:
         restore_training(resume, head, adam.slots)
-    views = list(train_views) if isinstance(train_views, (list, tuple)) else [train_views]
+    views = as_views(train_views)
     count, n_views = len(train_labels), len(views)
     table = tf.constant(np.concatenate(views) if n_views > 1 else views[0])
     labels = tf.constant(np.asarray(train_labels, task.label_dtype))
-    num_classes = int(head.output.shape[-1])
-    weights = np.ones(num_classes, np.float32)
-    for index, weight in (class_weight or {}).items():
-        weights[int(index)] = weight
-    weights = tf.constant(weights)
+    weights = tf.constant(weight_table(class_weight, int(head.output.shape[-1])))
     val_x, val_y = tf.constant(val_features), tf.constant(np.asarray(val_labels, task.label_dtype))
 
     def scores(y, p):
@@ -415,11 +411,12 @@ def _fit_on_replicas(strategy, head, train_views, train_labels, val_features, va
     """
     import tensorflow as tf
 
+    from graftkit.features.extract import as_views
     from graftkit.model.task import Task
     from graftkit.training.stages import fit_stage
 
     task = task or Task()
-    views = list(train_views) if isinstance(train_views, (list, tuple)) else [train_views]
+    views = as_views(train_views)
     count = len(train_labels)
     table = tf.constant(np.concatenate(views) if len(views) > 1 else views[0])
     labels = tf.constant(np.asarray(train_labels, task.label_dtype))

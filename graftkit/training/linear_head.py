@@ -155,22 +155,21 @@ def fit_linear_head(model, train_views, train_labels, val_features, val_labels, 
         >>> result.best_epoch, result.history["val_accuracy"][0] > 0.8
         (1, True)
     """
-    from graftkit.model.task import Task
+    from graftkit.data.pipeline import weight_table
+    from graftkit.features.extract import as_views
     from graftkit.model.infer import predict_features
+    from graftkit.model.task import Task
     from graftkit.training.stages import StageResult
 
     task = task or Task()
     start = time.perf_counter()
-    views = list(train_views) if isinstance(train_views, (list, tuple)) else [train_views]
+    views = as_views(train_views)
     x = np.concatenate([np.asarray(view, np.float64) for view in views])
     y = np.concatenate([np.asarray(train_labels)] * len(views))
     train_x = np.asarray(views[0], np.float32)
     sample_weight = None
     if class_weight and task.kind == "single":
-        table = np.ones(int(model.output.shape[-1]))
-        for index, weight in class_weight.items():
-            table[int(index)] = weight
-        sample_weight = table[y.astype(int)]
+        sample_weight = weight_table(class_weight, int(model.output.shape[-1]))[y.astype(int)]
     dense = linear_layer(model)
     if dense is None:
         from graftkit.errors import GraftError

@@ -230,7 +230,7 @@ def _train_stages(config: TrainConfig, run: _Prepared):
             run.base, run.head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
             learning_rate=config.lr, feature_cache=config.feature_cache, feature_memory_mb=config.feature_memory_mb,
             seed=config.seed, callbacks=logs("head"), resume=resume.state_of("head"), solver=config.head_solver,
-            fine_tunes=bool(config.fine_tune_epochs) and parse_freeze(config.freeze).kind != "all", **common)
+            **common)
         stages.append(result)
     elif config.epochs:
         stages.append(fit_stage("head", run.model, train_data, val_data, epochs=config.epochs, learning_rate=config.lr,

@@ -113,7 +113,6 @@ def test_solver_choice_and_a_head_that_is_not_linear():
     assert choose_solver("auto", linear) == "lbfgs"
     assert choose_solver("auto", linear, in_memory=False) == "adam"
     assert choose_solver("auto", deep) == "adam" and choose_solver("adam", linear) == "adam"
-    assert choose_solver("auto", linear, fine_tunes=True) == "lbfgs"  # with the cosine schedule, the study's winner
     x, y = _blobs(dims=8)
     with pytest.raises(GraftError, match="--head-solver adam"):
         fit_linear_head(deep, x, y, x, y)
