@@ -10,8 +10,8 @@ from graftkit.settings import quiet_tensorflow
 quiet_tensorflow()
 
 from graftkit.advice import advise  # noqa: E402  (TensorFlow options must be set first)
-from graftkit.api import Run, load, resume, train  # noqa: E402
+from graftkit.api import Run, load, lr_find, resume, train  # noqa: E402
 from graftkit.errors import GraftError  # noqa: E402
 
-__all__ = ["GraftError", "Run", "advise", "load", "resume", "train"]
+__all__ = ["GraftError", "Run", "advise", "load", "lr_find", "resume", "train"]
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""The one-call Python API: ``train``, ``resume`` and ``load``, thin calls into training/ and results/."""
+"""The one-call Python API: ``train``, ``resume``, ``lr_find`` and ``load``, thin calls into training/ and
+results/."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from graftkit.errors import GraftError
 from graftkit.results.trained import Run, load
 from graftkit.runfolder import CONFIG_FILE, MODEL_FILE, remove_leftovers
 
-__all__ = ["Run", "load", "resume", "train"]
+__all__ = ["Run", "load", "lr_find", "resume", "train"]
 
 
 def train(data: str | Path, base: str | None = None, **options) -> Run:
@@ -26,7 +27,8 @@ def train(data: str | Path, base: str | None = None, **options) -> Run:
         data: a folder with one subfolder per class (or ``train/`` and ``val/`` folders of them).
         base: a base name from ``graft bases`` or a personal ``.keras``/``.h5``/SavedModel path.
         **options: any field of :class:`graftkit.config.TrainConfig` (``epochs``, ``freeze``, ``out``...),
-            by the same name as the command line's option without its dashes.
+            by the same name as the command line's option without its dashes; ``lr="auto"`` and
+            ``fine_tune_lr="auto"`` find a stage's rate by a learning-rate sweep at its start (see :func:`lr_find`).
 
     Returns:
         A :class:`Run`, whose ``predict``, ``evaluate`` and ``export`` are the command line's verbs.
@@ -41,6 +43,38 @@ def train(data: str | Path, base: str | None = None, **options) -> Run:
 
     config = TrainConfig.from_options(data=str(data), **({"base": base} if base else {}), **options)
     return train_config(config.validated())
+
+
+def lr_find(data: str | Path, base: str | None = None, **options):
+    """Suggest learning rates for :func:`train` by fastai-style sweeps (``graft lr-find DATA``).
+
+    Builds what ``train`` would build from the same options, sweeps the head's learning rate on the cached
+    features, trains the head as ``train`` does, then (unless ``freeze="all"``) sweeps fine-tuning's through
+    the model with the freeze spec applied. The model is put back after each sweep; nothing of a run is
+    written, only ``lr_find.png`` (loss against rate) and ``lr_find.json`` in ``out`` (default
+    ``runs/TIME-lr-find-BASE``). ``lr`` defaults to ``"auto"`` here (the head trained at its found rate
+    before fine-tuning is swept). ``train(..., lr="auto", fine_tune_lr="auto")`` runs the same sweeps at the
+    start of each stage instead.
+
+    Args:
+        data: as for :func:`train`.
+        base: as for :func:`train`.
+        **options: any field of :class:`graftkit.config.TrainConfig`, as for :func:`train`.
+
+    Returns:
+        A :class:`graftkit.training.lr_find.Finding`: ``head`` and ``fine_tune`` sweeps (each with its
+        ``suggestion``, ``lrs`` and ``losses``), ``plot``, and ``lines()`` as ``graft train`` options.
+
+    Example:
+        >>> found = graftkit.lr_find("hymenoptera", base="mobilenet_v2_0.5")  # doctest: +SKIP
+        >>> found.head.suggestion, found.fine_tune.suggestion  # doctest: +SKIP
+        (0.0112, 0.000316)
+    """
+    from graftkit.config import AUTO
+    from graftkit.training.lr_find import lr_find_config
+
+    config = TrainConfig.from_options(data=str(data), **({"base": base} if base else {}), **{"lr": AUTO, **options})
+    return lr_find_config(config.validated())
 
 
 def resume(run_dir: str | Path) -> Run:

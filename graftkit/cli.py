@@ -234,6 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(advise, ["trust_model", "task", "labels", "path_column", "label_column"])
     advise.set_defaults(run=_advise)
 
+    lr_find = commands.add_parser(
+        "lr-find", help="sweep the learning rate of the head and of fine-tuning, and suggest a rate for each",
+        description="Build what graft train would build from the same options, then run fastai-style "
+                    "learning-rate sweeps (1e-7 to 10, up to 100 steps, stopped when the loss blows up): the "
+                    "head on the cached features, and, after training the head as graft train does, "
+                    "fine-tuning through the model with --freeze applied (none with --freeze all). Prints the "
+                    "suggested rates as graft train options, one a line, and writes the loss-against-rate "
+                    "curves to lr_find.png. --lr defaults to auto here: the head is trained at its found rate "
+                    "before fine-tuning is swept.")
+    _add_config_options(lr_find)
+    for action in lr_find._actions:
+        if action.dest == "out":
+            action.help = "the folder for lr_find.png and lr_find.json (default: runs/TIME-lr-find-BASE)"
+        if action.dest == "lr":
+            action.help = ("the head's learning rate while it is trained before fine-tuning is swept, or auto: the "
+                           "rate its sweep suggests (default: auto)")
+    lr_find.add_argument("--quiet", action="store_true", help="no progress lines; warnings and errors still show")
+    lr_find.set_defaults(run=_lr_find)
+
     bases = commands.add_parser("bases", help="list the named bases and whether each is ready offline")
     bases.add_argument("--names", action="store_true", help="names only")
     bases.set_defaults(run=_bases)
@@ -262,7 +281,7 @@ def _add_config_options(parser: argparse.ArgumentParser, names=None) -> None:
             kwargs["action"] = "store_false" if default else "store_true"
             help_text = meta["help"]
         else:
-            kwargs["type"] = int if "int" in field.type else float if "float" in field.type else str
+            kwargs.setdefault("type", int if "int" in field.type else float if "float" in field.type else str)
             help_text = f"{meta['help']} (default: {str(shown).replace('%', '%%')})"
         if meta["flag"] == "":
             parser.add_argument(name, nargs="?", default=argparse.SUPPRESS, help=meta["help"], **kwargs)
@@ -299,6 +318,21 @@ def _train(args) -> int:
     metrics = run.metrics
     print(json.dumps({"run_dir": str(run.run_dir), "task": metrics["task"]["kind"],
                       metrics["headline_name"]: metrics["headline"]}))
+    return 0
+
+
+def _lr_find(args) -> int:
+    from graftkit.config import AUTO, FIELDS, TrainConfig
+
+    given = {name: value for name, value in vars(args).items() if name in FIELDS}
+    if "data" not in given:
+        raise GraftError("graft lr-find needs a data folder (the one you would pass to graft train)")
+    config = TrainConfig.from_options(**{"lr": AUTO, **given}).validated()
+    _heavy()
+    from graftkit.training.lr_find import lr_find_config
+
+    found = lr_find_config(config)
+    print("\n".join(found.lines()))
     return 0
 
 

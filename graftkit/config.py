@@ -33,12 +33,39 @@ def option(default, help: str, *, flag: str | None = None, shown: str | None = N
         shown: how the default reads in the help text, when not the value itself.
         check: ``(test, fix)``: ``test(value)`` is true for a valid value (None, "not given", always is);
             ``fix`` says what to use instead. Choices are checked against ``choices``.
-        **argparse_options: ``choices``, ``metavar``, ``nargs`` for ``add_argument``.
+        **argparse_options: ``choices``, ``metavar``, ``nargs`` (and ``type``, when not the field's) for
+            ``add_argument``.
     """
     metadata = {"help": help, "flag": flag, "shown": shown, "check": check, "argparse": argparse_options}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+AUTO = "auto"  # a learning rate found by a sweep (graftkit.training.lr_find)
+
+
+def rate_or_auto(text):
+    """A learning rate as the command line gives it: a number, ``auto``, or the text itself (refused by the
+    option's check, in one line).
+
+    Example:
+        >>> rate_or_auto("1e-3"), rate_or_auto("Auto"), rate_or_auto("fast")
+        (0.001, 'auto', 'fast')
+    """
+    if str(text).strip().lower() == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _is_rate(value, auto: bool = True) -> bool:
+    """A positive, finite learning rate (or ``auto``)."""
+    if auto and value == AUTO:
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 @dataclass
@@ -94,10 +121,17 @@ class TrainConfig:
                                       "head without --hidden on features in memory, else adam",
                               choices=["auto", "lbfgs", "adam"])
     fine_tune_epochs: int = option(10, "most epochs of fine-tuning; 0 skips it", check=(lambda v: v >= 0, "use 0 or more"))
-    lr: float = option(1e-3, "learning rate of the head stage",
-                       check=(lambda v: 0 < v < float("inf"), "use a positive learning rate such as 0.001"))
-    fine_tune_lr: float | None = option(None, "learning rate of fine-tuning", shown="lr / 10",
-                                        check=(lambda v: 0 < v < float("inf"), "use a positive learning rate"))
+    lr: float | str = option(1e-3, "learning rate of the head stage when it trains by epochs (see --head-solver), "
+                                   "or auto: the rate a learning-rate sweep suggests at the start of the head "
+                                   "stage (see graft lr-find)", metavar="RATE", type=rate_or_auto,
+                             check=(_is_rate, "use a positive learning rate such as 0.001, or auto"))
+    fine_tune_lr: float | str | None = option(None, "learning rate of fine-tuning, or auto: the rate a "
+                                                    "learning-rate sweep suggests at the start of fine-tuning "
+                                                    "(not given: a tenth of --lr, of the found rate with --lr auto)",
+                                              shown="lr / 10", metavar="RATE",
+                                              type=rate_or_auto,
+                                              check=(_is_rate, "use a positive learning rate such as 0.0001, or "
+                                                               "auto"))
     lr_decay: float = option(1.0, "layer-wise learning rates while fine-tuning: the head at --fine-tune-lr, the "
                                   "base's top layer group at D times it, the group below at D^2 ... (groups: a "
                                   "named base's blocks, a text encoder's transformer blocks, else the base's "
@@ -168,10 +202,13 @@ class TrainConfig:
 
         if not self.data:
             raise GraftError("no data: pass a folder of class subfolders")
-        if self.fine_tune_lr is None and 0 < self.lr < float("inf"):
+        if self.fine_tune_lr is None and _is_rate(self.lr, auto=False):  # with --lr auto: set once it is found
             self.fine_tune_lr = self.lr / 10
         for name in FIELDS:
             check_option(name, getattr(self, name))
+        if AUTO in (self.lr, self.fine_tune_lr) and self.distribute != "none":
+            raise GraftError(f"--lr auto / --fine-tune-lr auto sweep the rate on one device, and --distribute "
+                             f"{self.distribute} trains on several: give the rates (graft lr-find DATA finds them)")
         if self.epochs == 0 and self.fine_tune_epochs == 0:
             raise GraftError("--epochs and --fine-tune-epochs are both 0: nothing to train; set one above 0")
         if parse_freeze(self.freeze).kind == "all" and self.epochs == 0:
@@ -352,4 +389,5 @@ def check_option(name: str, value) -> None:
         test, fix = meta["check"]
         if not test(value):
             shown = " ".join(map(str, value)) if isinstance(value, list) else value
-            raise GraftError(f"{flag_of(name)} {shown} is out of range: {fix}")
+            problem = "is not understood" if isinstance(value, str) else "is out of range"
+            raise GraftError(f"{flag_of(name)} {shown} {problem}: {fix}")

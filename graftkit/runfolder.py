@@ -60,7 +60,7 @@ def check_out(out: str | Path) -> Path:
 RUN_FILES = (MODEL_FILE, CLASSES_FILE, CONFIG_FILE, SPLIT_FILE, INPUTS_FILE, THRESHOLDS_FILE, UNFINISHED_FILE,
              TOKENIZER_FILE, TOKENIZER_CONTRACT_FILE,
              CHECKPOINT_FILE, "history.json", "metrics.json", "curves.png", "confusion.png", "pr_curves.png",
-             "regression.png", "report.html")
+             "regression.png", "report.html", "lr_find.json", "lr_find.png")
 
 
 def remove_leftovers(folder: Path) -> int:

@@ -189,7 +189,7 @@ def test_every_train_option_has_help_with_its_default():
         assert shown in " ".join(text.split()), shown
 
 
-@pytest.mark.parametrize("command", ["predict", "evaluate", "export", "advise", "inspect", "demo"])
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export", "advise", "inspect", "demo", "lr-find"])
 def test_every_option_of_every_command_has_help(command):
     from graftkit.cli import build_parser
 

@@ -130,4 +130,4 @@ def test_checking_options_imports_no_tensorflow(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1], check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines() == ["--lr -1 is out of range: use a positive learning rate such as 0.001", "[]"]
+    assert done.stdout.splitlines() == ["--lr -1 is out of range: use a positive learning rate such as 0.001, or auto", "[]"]

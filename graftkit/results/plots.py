@@ -277,6 +277,51 @@ def plot_scores(scores: dict, labels, probabilities, stem: str | Path) -> dict[s
     return {caption: path}
 
 
+LR_FIND_CAPTION = "Learning rate finder"
+"""The report's caption of ``lr_find.png`` (:func:`plot_lr_find`)."""
+
+
+def plot_lr_find(sweeps: dict[str, dict], path: str | Path) -> Path:
+    """Training loss against learning rate (log scale) of each learning-rate sweep, one panel each, the
+    suggested rate marked (:mod:`graftkit.training.lr_find`).
+
+    Args:
+        sweeps: title -> a sweep as a dict: ``lrs``, ``losses`` (smoothed), ``raw`` (each step's loss),
+            ``suggestion`` and ``rule``.
+        path: the PNG to write (atomically).
+
+    Example:
+        >>> import tempfile, os
+        >>> sweep = {"lrs": [1e-4, 1e-3, 1e-2, 1e-1], "losses": [1.0, 0.8, 0.5, 2.0], "raw": [1.0, 0.7, 0.4, 3.0],
+        ...          "suggestion": 1e-3, "rule": "valley"}
+        >>> plot_lr_find({"head": sweep}, os.path.join(tempfile.mkdtemp(), "lr.png")).stat().st_size > 0
+        True
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, max(1, len(sweeps)), figsize=(5 * max(1, len(sweeps)), 4), squeeze=False)
+    for axis, (title, sweep) in zip(axes[0], sweeps.items()):
+        lrs = sweep["lrs"]
+        smooth = [np.nan if v is None else v for v in sweep["losses"]]
+        raw = np.asarray([np.nan if v is None else v for v in sweep.get("raw", [])], float)
+        if len(raw):
+            axis.plot(lrs[:len(raw)], raw, color="grey", alpha=0.4, linewidth=0.8, label="loss of each step")
+        axis.plot(lrs, smooth, "-", color="C0", label="smoothed loss")
+        axis.axvline(sweep["suggestion"], color="C3", linestyle="--", linewidth=1,
+                     label=f"suggested {sweep['suggestion']:.3g} ({sweep.get('rule', '')})")
+        finite = [v for v in smooth if np.isfinite(v)]
+        if finite:  # the blow-up at the end would squash the curve: show the smoothed loss, up to 4x its least
+            low, high = min(finite), min(max(finite), min(finite) * 4)
+            axis.set_ylim(low - 0.05 * (high - low) - 1e-6, high + 0.1 * (high - low) + 1e-6)
+        axis.set_xscale("log")
+        axis.set_xlabel("learning rate")
+        axis.set_ylabel("training loss")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, plt, path)
+
+
 def _save(figure, plt, path) -> Path:
     from graftkit.files import temporary_beside
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graftkit.results.plots import PLOT_CLASSES, PLOT_LABELS, TASK_PLOTS
+from graftkit.results.plots import LR_FIND_CAPTION, PLOT_CLASSES, PLOT_LABELS, TASK_PLOTS
 
 TABLE_CLASSES = 20
 """Most classes shown as a full table of counts and an open per-class table."""
@@ -165,6 +165,9 @@ def render(*, title: str, scores: dict, plots: dict, stages: dict, config: dict,
     plots = dict(plots)
     if "Training curves" in plots:
         parts.append(_plot_section("Training curves", Path(plots.pop("Training curves")), folder))
+    if LR_FIND_CAPTION in plots:
+        parts.append(_plot_section(LR_FIND_CAPTION, Path(plots.pop(LR_FIND_CAPTION)), folder,
+                                   _lr_find_note(scores.get("learning_rates"))))
     if stages:
         parts.append(_stages_table(stages))
     if kind == "single":
@@ -277,6 +280,21 @@ def _rows_table(scores: dict, what: str, extra: list) -> str:
         table = (f"<details><summary>all {len(items)} {'classes' if what == 'class' else 'labels'}, lowest F1 first"
                  f"</summary>{table}</details>")
     return table
+
+
+def _lr_find_note(rates: dict | None) -> str:
+    """Which learning rates a run used and how they were chosen (``--lr auto``: metrics' ``learning_rates``).
+
+    Example:
+        >>> _lr_find_note({"head": {"lr": 0.01, "how": "found by lr-find (valley)"}})
+        'head: 0.01, found by lr-find (valley)'
+    """
+    names = {"head": "head", "fine_tune": "fine-tuning"}
+    parts = []
+    for stage, value in (rates or {}).items():
+        rate = "none" if value.get("lr") is None else f"{value['lr']:g}"
+        parts.append(f"{names.get(stage, stage)}: {rate}, {value.get('how', '')}")
+    return "; ".join(parts)
 
 
 def _plot_section(caption: str, png: Path, folder: Path, note: str = "") -> str:
@@ -444,7 +462,8 @@ def write_run_report(folder: str | Path, *, metrics: dict, config: dict, mistake
     from graftkit.results.evaluate import task_kind
 
     folder = Path(folder)
-    names = (("Training curves", "curves.png"), TASK_PLOTS[task_kind(metrics.get("task"))])
+    names = (("Training curves", "curves.png"), (LR_FIND_CAPTION, "lr_find.png"),
+             TASK_PLOTS[task_kind(metrics.get("task"))])
     plots = {caption: folder / name for caption, name in names if (folder / name).is_file()}
     try:  # how to load the model in plain Keras (safe_mode=False for a Lambda) is in inputs.json
         load = json.loads((folder / "inputs.json").read_text()).get("load")

@@ -69,6 +69,7 @@ class _Prepared:
     warnings: list
     tokens: dict | None = None  # a text split's token ids, "train" and "val", tokenized once (see _tokens)
     strategy: object = None  # the tf.distribute strategy of --distribute, or None
+    rates: object = None  # --lr auto / --fine-tune-lr auto: graftkit.training.lr_find.AutoRates
 
 
 @dataclasses.dataclass
@@ -213,6 +214,9 @@ def _train_stages(config: TrainConfig, run: _Prepared):
     common = {"patience": config.patience, "class_weight": run.class_weight, "checkpoint": saver, "task": run.task,
               "strategy": run.strategy}
     stages, cached = [], None
+    from graftkit.training.lr_find import AutoRates
+
+    rates = run.rates = AutoRates(config, run)  # an "auto" rate: a sweep as its stage starts
     logs = _tensorboard(config, run.run_dir)
     run.base.model.trainable = False
     head_done = resume.finished("head")
@@ -228,14 +232,15 @@ def _train_stages(config: TrainConfig, run: _Prepared):
         log.info(f"head stage on cached base features: {why}")
         result, cached = cached_head_stage(
             run.base, run.head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
-            learning_rate=config.lr, feature_cache=config.feature_cache, feature_memory_mb=config.feature_memory_mb,
+            learning_rate=rates.head(views=views), feature_cache=config.feature_cache,
+            feature_memory_mb=config.feature_memory_mb,
             seed=config.seed, callbacks=logs("head"), resume=resume.state_of("head"), solver=config.head_solver,
             **common)
         stages.append(result)
     elif config.epochs:
-        stages.append(fit_stage("head", run.model, train_data, val_data, epochs=config.epochs, learning_rate=config.lr,
-                                callbacks=logs("head"), resume=resume.state_of("head"), samples=len(split.train),
-                                **common))
+        stages.append(fit_stage("head", run.model, train_data, val_data, epochs=config.epochs,
+                                learning_rate=rates.head(), callbacks=logs("head"), resume=resume.state_of("head"),
+                                samples=len(split.train), **common))
     if config.epochs and not head_done:
         saver.stage_done(stages[-1], head_weights=run.head.get_weights())
     freeze = for_base(parse_freeze(config.freeze), run.base)
@@ -245,6 +250,7 @@ def _train_stages(config: TrainConfig, run: _Prepared):
         checkpoint.put_back(run.model, resume.final_weights)
     elif config.fine_tune_epochs and freeze.kind != "all":
         baseline = stages[-1].best_val_loss if stages else float("inf")
+        rates.fine_tune()  # sets config.fine_tune_lr where it is "auto", or a tenth of a found --lr auto
         stages.append(fine_tune_stage(run.model, run.base.model, train_data, val_data, freeze=freeze,
                                       train_bn=config.train_bn, epochs=config.fine_tune_epochs,
                                       learning_rate=config.fine_tune_lr, baseline_val_loss=baseline,
@@ -391,6 +397,7 @@ def _finished_run(config: TrainConfig, run: _Prepared, stages, scores: dict, out
         "duplicate_images": {"count": len(split.duplicates),
                              "pairs": [{"train": seen, "val": copy} for seen, copy in split.duplicates]},
         "data_warnings": {"count": len(run.warnings), "warnings": run.warnings},
+        **(run.rates.metrics() if run.rates else {}),  # the rates used, with --lr auto / --fine-tune-lr auto
         "base": {"source": base.source, "cut": base.cut, "feature_shape": list(base.feature_shape),
                  "preprocessing": base.preprocessing, "weights": str(base.weights),
                  "image_size": getattr(base, "image_size", None), "modality": split.modality,
@@ -399,7 +406,8 @@ def _finished_run(config: TrainConfig, run: _Prepared, stages, scores: dict, out
     mistakes = confident_mistakes(split.val.paths, split.val.labels, outputs, split.class_names,
                                   task=run.task.kind, thresholds=scores.get("thresholds"))
     return Run(model=run.model, class_names=split.class_names, metrics=metrics, stages=stages,
-               config=dataclasses.asdict(config), run_dir=run.run_dir, mistakes=mistakes)
+               config={**dataclasses.asdict(config), **(run.rates.asked if run.rates else {})}, run_dir=run.run_dir,
+               mistakes=mistakes)
 
 
 def _start_run(run_dir: Path, config: TrainConfig, split, base) -> None:
