@@ -13,8 +13,9 @@ folders that ``graftkit.train`` sees, and a held-out ``test/`` folder that only 
 - ``few``: the small-many-class case made from the others: the 5 flower classes and the 2 insects, 14 training,
   6 validation and up to 40 test images a class, drawn by the seed.
 
-Each variant is ``graftkit.train`` with options on top of the defaults (EfficientNet-Lite0, 10 head epochs,
-10 fine-tuning epochs of ``last:30%``), in a child process of its own, then ``Run.evaluate`` on the test part,
+Each variant is ``graftkit.train`` with options on top of the defaults (EfficientNet-Lite0, the head by L-BFGS,
+10 fine-tuning epochs of ``last:30%``, warm-up + cosine), in a child process of its own (``advise's command``:
+``graftkit.advise`` on ``fit/`` first, then the base and ``--freeze`` it recommends; its time counts), then ``Run.evaluate`` on the test part,
 plain and, where the option exists, with test-time augmentation. The features of the frozen base are computed
 once per image through the feature cache and shared by every variant, so "frozen" variants cost seconds.
 Results go line by line to ``--results`` (JSON lines; a rerun skips what is there), then the table: test
@@ -40,8 +41,11 @@ VARIANTS = {
     "adam head 200 ep, frozen": {"head_solver": "adam", "freeze": "all", "epochs": 200, "patience": 10},
     "lbfgs head, frozen (default)": {"freeze": "all"},
     "lbfgs head + label smoothing 0.1": {"head_solver": "lbfgs", "label_smoothing": 0.1},
-    "lbfgs head + lr decay 0.5 + cosine": {"head_solver": "lbfgs", "lr_decay": 0.5, "schedule": "cosine"},
-    "lbfgs head + cosine": {"head_solver": "lbfgs", "schedule": "cosine"},
+    "lbfgs head + cosine": {"head_solver": "lbfgs", "schedule": "cosine"},  # the default since c1ed980
+    "lr decay 0.5": {"lr_decay": 0.5},
+    "fine-tune lr auto": {"fine_tune_lr": "auto"},
+    "advise's command": {"advise": True},  # the base and --freeze that graftkit.advise recommends for fit/
+    "last:10%": {"freeze": "last:10%"},
     "last:50%": {"freeze": "last:50%"},
     "fine-tune lr 3e-4": {"fine_tune_lr": 3e-4},
 }
@@ -103,8 +107,14 @@ def _child(job: dict) -> None:
 
     log.set_quiet(True)
     shutil.rmtree(job["out"], ignore_errors=True)
-    run = graftkit.train(job["fit"], out=job["out"], seed=job["seed"], **job["options"])
-    row = {"test_accuracy": round(run.evaluate(job["test"])["accuracy"], 4),
+    options, advised = dict(job["options"]), {}
+    if options.pop("advise", False):
+        started = time.perf_counter()
+        advice = graftkit.advise(job["fit"], seed=job["seed"])
+        advised = {"base": advice.base, "freeze": advice.freeze, "seconds": round(time.perf_counter() - started, 1)}
+        options.update(base=advice.base, **({"freeze": advice.freeze} if advice.freeze else {}))
+    run = graftkit.train(job["fit"], out=job["out"], seed=job["seed"], **options)
+    row = {**({"advised": advised} if advised else {}), "test_accuracy": round(run.evaluate(job["test"])["accuracy"], 4),
            "val_accuracy": run.metrics.get("accuracy"),
            "stages": {name: {key: stage[key] for key in ("best_epoch", "seconds", "kept")}
                       for name, stage in run.metrics["stages"].items()},

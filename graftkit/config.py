@@ -46,19 +46,42 @@ AUTO = "auto"  # a learning rate found by a sweep (graftkit.training.lr_find)
 
 
 def rate_or_auto(text):
-    """A learning rate as the command line gives it: a number, ``auto``, or the text itself (refused by the
-    option's check, in one line).
+    """A learning rate as the command line gives it: a number, ``auto``, a ``LOW:HIGH`` range (kept as its text),
+    or the text itself (refused by the option's check, in one line).
 
     Example:
-        >>> rate_or_auto("1e-3"), rate_or_auto("Auto"), rate_or_auto("fast")
-        (0.001, 'auto', 'fast')
+        >>> rate_or_auto("1e-3"), rate_or_auto("Auto"), rate_or_auto("1e-5:1e-4"), rate_or_auto("fast")
+        (0.001, 'auto', '1e-05:0.0001', 'fast')
     """
     if str(text).strip().lower() == AUTO:
         return AUTO
+    if isinstance(text, (tuple, list)) and len(text) == 2:
+        text = f"{text[0]}:{text[1]}"
     try:
         return float(text)
+    except (TypeError, ValueError):
+        pass
+    try:
+        low, high = (float(part) for part in str(text).split(":"))
     except ValueError:
         return text
+    return f"{low:g}:{high:g}"
+
+
+def rate_range(value) -> tuple[float, float] | None:
+    """The ``(LOW, HIGH)`` of a ``--fine-tune-lr LOW:HIGH`` range, or None for a single rate (or ``auto``).
+
+    Example:
+        >>> rate_range("1e-05:0.0001"), rate_range(0.001)
+        ((1e-05, 0.0001), None)
+    """
+    if not isinstance(value, str) or ":" not in value:
+        return None
+    try:
+        low, high = (float(part) for part in value.split(":"))
+    except ValueError:
+        return None
+    return low, high
 
 
 def _is_rate(value, auto: bool = True) -> bool:
@@ -66,6 +89,14 @@ def _is_rate(value, auto: bool = True) -> bool:
     if auto and value == AUTO:
         return True
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+def _is_fine_tune_rate(value) -> bool:
+    """A learning rate, ``auto``, or a ``LOW:HIGH`` range with ``0 < LOW < HIGH``."""
+    bounds = rate_range(value)
+    if bounds is None:
+        return _is_rate(value)
+    return all(_is_rate(bound, auto=False) for bound in bounds) and bounds[0] < bounds[1]
 
 
 @dataclass
@@ -125,13 +156,17 @@ class TrainConfig:
                                    "or auto: the rate a learning-rate sweep suggests at the start of the head "
                                    "stage (see graft lr-find)", metavar="RATE", type=rate_or_auto,
                              check=(_is_rate, "use a positive learning rate such as 0.001, or auto"))
-    fine_tune_lr: float | str | None = option(None, "learning rate of fine-tuning, or auto: the rate a "
-                                                    "learning-rate sweep suggests at the start of fine-tuning "
-                                                    "(not given: a tenth of --lr, of the found rate with --lr auto)",
+    fine_tune_lr: float | str | None = option(None, "learning rate of fine-tuning; auto: the rate a learning-rate "
+                                                    "sweep suggests at the start of fine-tuning; LOW:HIGH (such as "
+                                                    "1e-5:1e-4): the head at HIGH and the lowest layer group "
+                                                    "fine-tuning trains at LOW, the groups between at rates spaced "
+                                                    "evenly on a log scale (fastai's slice; not with --lr-decay). "
+                                                    "Not given: a tenth of --lr, of the found rate with --lr auto",
                                               shown="lr / 10", metavar="RATE",
                                               type=rate_or_auto,
-                                              check=(_is_rate, "use a positive learning rate such as 0.0001, or "
-                                                               "auto"))
+                                              check=(_is_fine_tune_rate, "use a positive learning rate such as "
+                                                                         "0.0001, auto, or LOW:HIGH with "
+                                                                         "0 < LOW < HIGH"))
     lr_decay: float = option(1.0, "layer-wise learning rates while fine-tuning: the head at --fine-tune-lr, the "
                                   "base's top layer group at D times it, the group below at D^2 ... (groups: a "
                                   "named base's blocks, a text encoder's transformer blocks, else the base's "
@@ -204,8 +239,13 @@ class TrainConfig:
             raise GraftError("no data: pass a folder of class subfolders")
         if self.fine_tune_lr is None and _is_rate(self.lr, auto=False):  # with --lr auto: set once it is found
             self.fine_tune_lr = self.lr / 10
+        if isinstance(self.fine_tune_lr, (tuple, list, str)):  # "1e-5:1e-4", (1e-5, 1e-4): one spelling
+            self.fine_tune_lr = rate_or_auto(self.fine_tune_lr)
         for name in FIELDS:
             check_option(name, getattr(self, name))
+        if rate_range(self.fine_tune_lr) and self.lr_decay != 1:
+            raise GraftError(f"--fine-tune-lr {self.fine_tune_lr} sets each layer group's rate itself, and so does "
+                             f"--lr-decay {self.lr_decay:g}: give one of them")
         if AUTO in (self.lr, self.fine_tune_lr) and self.distribute != "none":
             raise GraftError(f"--lr auto / --fine-tune-lr auto sweep the rate on one device, and --distribute "
                              f"{self.distribute} trains on several: give the rates (graft lr-find DATA finds them)")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from graftkit import log, runfolder
-from graftkit.config import TrainConfig
+from graftkit.config import TrainConfig, rate_range
 from graftkit.errors import GraftError
 from graftkit.files import atomic_save_model, atomic_write_json, atomic_write_text
 from graftkit.results.trained import Run
@@ -253,7 +253,7 @@ def _train_stages(config: TrainConfig, run: _Prepared):
         rates.fine_tune()  # sets config.fine_tune_lr where it is "auto", or a tenth of a found --lr auto
         stages.append(fine_tune_stage(run.model, run.base.model, train_data, val_data, freeze=freeze,
                                       train_bn=config.train_bn, epochs=config.fine_tune_epochs,
-                                      learning_rate=config.fine_tune_lr, baseline_val_loss=baseline,
+                                      learning_rate=_top_rate(config), baseline_val_loss=baseline,
                                       callbacks=logs("fine_tune"), resume=resume.state_of("fine_tune"),
                                       samples=len(split.train), cache=_boundary_cache(config, run),
                                       optimizer=_fine_tune_optimizer(config, run), **common))
@@ -274,27 +274,36 @@ def _fine_tune_optimizer(config: TrainConfig, run: _Prepared):
             return None
         from graftkit.training.schedules import fine_tune_optimizer
 
-        return lambda: fine_tune_optimizer(config.fine_tune_lr, factor=rates())
+        return lambda: fine_tune_optimizer(_top_rate(config), factor=rates())
     import math
 
     from graftkit.training.schedules import WARMUP_SHARE, WEIGHT_DECAY, warmup_cosine_adamw
 
     steps = config.fine_tune_epochs * math.ceil(len(run.split.train) / config.batch_size)
-    log.info(f"fine-tuning with AdamW (weight decay {WEIGHT_DECAY:g}), {config.fine_tune_lr:g} after a "
+    log.info(f"fine-tuning with AdamW (weight decay {WEIGHT_DECAY:g}), {_top_rate(config):g} after a "
              f"linear warm-up over the first {WARMUP_SHARE:.0%} of {steps} steps, cosine decay to 0")
     if rates is None:
-        return lambda: warmup_cosine_adamw(config.fine_tune_lr, steps)
-    return lambda: warmup_cosine_adamw(config.fine_tune_lr, steps, factor=rates())
+        return lambda: warmup_cosine_adamw(_top_rate(config), steps)
+    return lambda: warmup_cosine_adamw(_top_rate(config), steps, factor=rates())
+
+
+def _top_rate(config: TrainConfig) -> float:
+    """Fine-tuning's rate at the head: ``--fine-tune-lr``, or HIGH of a ``LOW:HIGH`` range."""
+    bounds = rate_range(config.fine_tune_lr)
+    return bounds[1] if bounds else config.fine_tune_lr
 
 
 def _layer_rates(config: TrainConfig, run: _Prepared):
-    """None for one learning rate (``--lr-decay 1``); else what the optimizer's factory calls once the base is
-    frozen by spec: it logs each trained layer group's rate and returns each variable's factor, ``D**depth``
-    (the head's depth is 0, the base's top group's 1...: :func:`graftkit.model.groups.variable_depths`).
+    """None for one learning rate (``--lr-decay 1``, no ``LOW:HIGH`` range); else what the optimizer's factory
+    calls once the base is frozen by spec: it logs each trained layer group's rate and returns each variable's
+    factor, ``D**depth`` (the head's depth is 0, the base's top group's 1...:
+    :func:`graftkit.model.groups.variable_depths`). A ``--fine-tune-lr LOW:HIGH`` range sets ``D`` so that the
+    lowest trained group's rate is LOW: ``D = (LOW / HIGH) ** (1 / depth)``.
 
     The factors go by the variables themselves, which the boundary cache's model shares with the whole model.
     """
-    if config.lr_decay == 1:
+    bounds = rate_range(config.fine_tune_lr)
+    if config.lr_decay == 1 and bounds is None:
         return None
 
     def factor():
@@ -304,11 +313,15 @@ def _layer_rates(config: TrainConfig, run: _Prepared):
         depths = {id(variable): depth for variable, depth in variable_depths(base, run.head)}
         groups = layer_groups(base)
         trained = sorted({depth for depth in depths.values() if depth})
+        top, decay, how = _top_rate(config), config.lr_decay, f"--lr-decay {config.lr_decay:g}"
+        if bounds is not None:
+            decay = (bounds[0] / bounds[1]) ** (1 / max(trained)) if trained else 1.0
+            how = f"--fine-tune-lr {config.fine_tune_lr}: {decay:.3g} a group"
         rates = ", ".join(f"group {depth} from the top ('{groups[-depth][0].name}'...) "
-                          f"{config.fine_tune_lr * config.lr_decay ** depth:.3g}" for depth in trained)
-        log.info(f"layer-wise learning rates (--lr-decay {config.lr_decay:g}; the base in {len(groups)} groups, "
-                 f"{group_rule(base)}): head {config.fine_tune_lr:.3g}" + (f", {rates}" if rates else ""))
-        return lambda variable: config.lr_decay ** depths.get(id(variable), 0)
+                          f"{top * decay ** depth:.3g}" for depth in trained)
+        log.info(f"layer-wise learning rates ({how}; the base in {len(groups)} groups, "
+                 f"{group_rule(base)}): head {top:.3g}" + (f", {rates}" if rates else ""))
+        return lambda variable: decay ** depths.get(id(variable), 0)
 
     return factor
 

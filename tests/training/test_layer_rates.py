@@ -251,3 +251,33 @@ def test_a_text_encoders_blocks_get_their_rates_under_its_warm_up_and_cosine(tmp
     assert not [p for p in factors if p.startswith("embeddings")]  # frozen
     assert {f for p, f in factors.items() if not p.startswith("block_")} == {1.0}  # the head
     assert run.metrics["stages"]["fine_tune"]["trainable_params"] > 0
+
+
+def test_a_fine_tune_lr_range_puts_the_lowest_trained_group_at_low(tiny, monkeypatch, capsys):
+    """``--fine-tune-lr LOW:HIGH`` (fastai's slice): the head at HIGH, the lowest trained group at LOW."""
+    made = _recording(monkeypatch)
+    log.set_quiet(False)
+    from graftkit.api import train
+
+    options = {**OPTIONS, "lr_decay": 1.0, "fine_tune_lr": (1e-4, 1e-3), "fine_tune_epochs": 1}
+    run = train(tiny / "images", base=str(tiny / "personal.keras"), out=str(tiny / "range"), **options)
+    err = capsys.readouterr().err
+    assert "layer-wise learning rates (--fine-tune-lr 0.0001:0.001: 0.1 a group" in err, err
+    optimizer = made[0]
+    factors = {v.path: optimizer.rate_factor(v) for v in optimizer._trainable_variables}
+    assert [round(f, 9) for p, f in factors.items() if p.startswith("c2/")] == [0.1, 0.1]  # LOW / HIGH
+    assert {f for p, f in factors.items() if not p.startswith("c2/")} == {1.0}
+    steps = math.ceil(run.metrics["train_images"] / OPTIONS["batch_size"])
+    assert max(float(optimizer.learning_rate_schedule(s)) for s in range(steps + 1)) == pytest.approx(1e-3)
+    assert json.loads((run.run_dir / "config.json").read_text())["fine_tune_lr"] == "0.0001:0.001"
+
+
+def test_a_bad_fine_tune_lr_range_is_a_one_line_error(tmp_path, capsys):
+    for value in ("1e-3:1e-4", "0:1e-4", "a:b"):
+        with pytest.raises(GraftError, match=r"^--fine-tune-lr .* use .* LOW:HIGH with 0 < LOW < HIGH$"):
+            TrainConfig(data=str(tmp_path), base="mobilenet_v2", fine_tune_lr=value).validated()
+    with pytest.raises(GraftError, match="^--fine-tune-lr 1e-05:0.0001 sets each layer group's rate itself"):
+        TrainConfig(data=str(tmp_path), base="mobilenet_v2", fine_tune_lr="1e-5:1e-4", lr_decay=0.5).validated()
+    assert quiet_main(["train", str(tmp_path), "--base", "mobilenet_v2", "--fine-tune-lr", "1e-3:1e-4"]) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "--fine-tune-lr 0.001:0.0001" in error, error
