@@ -24,9 +24,9 @@ from tests.test_cli import assert_one_line_error, run_cli
 
 @pytest.mark.parametrize("counts, accuracy, freeze, needle", [
     ({"a": 500, "b": 800}, 0.99, "all", "already separate"),
-    ({"a": 5, "b": 29, "c": 800}, 0.90, "all", "a median of 29 training images per class"),
-    ({"a": 5, "b": 30, "c": 800}, 0.90, "last:10%", "a median of 30 training"),
-    ({"a": 199, "b": 250, "c": 10}, 0.60, "last:10%", "a median of 199 training"),
+    ({"a": 5, "b": 14, "c": 800}, 0.70, "last:30%", "a median of 14 training images per class"),  # not frozen
+    ({"a": 199, "b": 250, "c": 10}, 0.60, "last:30%", "a median of 199 training"),
+    ({"a": 900, "b": 999}, 0.60, "last:30%", "a median of 950 training"),
     ({"a": 12, "b": 200, "c": 250}, 0.90, "last:30%", "default"),  # one rare class does not freeze the base
     ({"a": 1500, "b": 2000}, 0.90, "last:30%", "a median of 1750 training"),
     ({"a": 1500, "b": 2000}, 0.80, "last:50%", "weak probe (0.800)"),
@@ -152,7 +152,7 @@ def test_advise_on_hymenoptera_probes_real_imagenet_bases(shared, imagenet_weigh
     assert advice.probed_images == 60
     assert all(c.accuracy > 0.7 for c in advice.candidates), advice.candidates  # chance is 0.5
     assert advice.train_per_class == {"ants": 124, "bees": 121}
-    assert advice.freeze in ("last:10%", "all")  # 121 bees: only the top layers, unless the probe is near-perfect
+    assert advice.freeze in ("last:30%", "all")  # fine-tuned, unless the probe is near-perfect
 
 
 def test_linear_probe_scores_each_task_with_its_own_measure():
@@ -166,5 +166,5 @@ def test_linear_probe_scores_each_task_with_its_own_measure():
 
 
 def test_freeze_rule_without_a_probe_accuracy_follows_the_image_count():
-    assert choose_freeze({"target": 20}, None)[0] == "all"
+    assert choose_freeze({"target": 20}, None)[0] == "last:30%"
     assert choose_freeze({"a": 5000, "b": 5000}, None)[0] == "last:30%"  # no weak-probe rule without an accuracy
