@@ -172,6 +172,12 @@ class TrainConfig:
                                   "named base's blocks, a text encoder's transformer blocks, else the base's "
                                   "resolution stages)", metavar="D", shown="1, one rate",
                              check=(lambda v: 0 < v <= 1, "use 0 < D <= 1, such as 0.5"))
+    unfreeze_every: int = option(0, "gradual unfreezing while fine-tuning: the head and the base's top trained "
+                                    "layer group learn from the first epoch, the next group down opens E epochs "
+                                    "later, and so on down to what --freeze trains (groups as for --lr-decay)",
+                                 metavar="E", shown="0, all at once",
+                                 check=(lambda v: v >= 0, "use 0 (all groups at once) or a number of epochs such "
+                                                          "as 1"))
     freeze: str = option("last:30%", "what stays frozen while fine-tuning: all, none, last:N, last:P%%, blocks:N "
                                      "(a named base's last N blocks) or from:LAYER (last:30%% fine-tunes the top "
                                      "30%% of the base's layers)")

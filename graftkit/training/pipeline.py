@@ -265,26 +265,28 @@ def _train_stages(config: TrainConfig, run: _Prepared):
 
 def _fine_tune_optimizer(config: TrainConfig, run: _Prepared):
     """Adam at a constant rate (None) or, with ``--schedule cosine`` (the default, auto), AdamW
-    with warm-up and cosine decay; with ``--lr-decay D`` below 1, their grouped forms, each layer group at its
-    own rate (see :func:`_layer_rates`)."""
+    with warm-up and cosine decay; with layer-wise rates (``--lr-decay D`` below 1, ``--fine-tune-lr LOW:HIGH``)
+    or gradual unfreezing (``--unfreeze-every E``), their grouped forms (see :func:`_layer_groups`)."""
+    import math
+
     schedule = "cosine" if config.schedule == "auto" else config.schedule
-    rates = _layer_rates(config, run)
+    steps_per_epoch = math.ceil(len(run.split.train) / config.batch_size)
+    groups = _layer_groups(config, run, steps_per_epoch)
     if schedule == "constant":
-        if rates is None:
+        if groups is None:
             return None
         from graftkit.training.schedules import fine_tune_optimizer
 
-        return lambda: fine_tune_optimizer(_top_rate(config), factor=rates())
-    import math
+        return lambda: fine_tune_optimizer(_top_rate(config), **groups())
 
     from graftkit.training.schedules import WARMUP_SHARE, WEIGHT_DECAY, warmup_cosine_adamw
 
-    steps = config.fine_tune_epochs * math.ceil(len(run.split.train) / config.batch_size)
+    steps = config.fine_tune_epochs * steps_per_epoch
     log.info(f"fine-tuning with AdamW (weight decay {WEIGHT_DECAY:g}), {_top_rate(config):g} after a "
              f"linear warm-up over the first {WARMUP_SHARE:.0%} of {steps} steps, cosine decay to 0")
-    if rates is None:
+    if groups is None:
         return lambda: warmup_cosine_adamw(_top_rate(config), steps)
-    return lambda: warmup_cosine_adamw(_top_rate(config), steps, factor=rates())
+    return lambda: warmup_cosine_adamw(_top_rate(config), steps, **groups())
 
 
 def _top_rate(config: TrainConfig) -> float:
@@ -293,37 +295,59 @@ def _top_rate(config: TrainConfig) -> float:
     return bounds[1] if bounds else config.fine_tune_lr
 
 
-def _layer_rates(config: TrainConfig, run: _Prepared):
-    """None for one learning rate (``--lr-decay 1``, no ``LOW:HIGH`` range); else what the optimizer's factory
-    calls once the base is frozen by spec: it logs each trained layer group's rate and returns each variable's
-    factor, ``D**depth`` (the head's depth is 0, the base's top group's 1...:
-    :func:`graftkit.model.groups.variable_depths`). A ``--fine-tune-lr LOW:HIGH`` range sets ``D`` so that the
-    lowest trained group's rate is LOW: ``D = (LOW / HIGH) ** (1 / depth)``.
+def _layer_groups(config: TrainConfig, run: _Prepared, steps_per_epoch: int):
+    """None for one learning rate from the first step (``--lr-decay 1``, no ``LOW:HIGH`` range, no
+    ``--unfreeze-every``); else what the optimizer's factory calls once the base is frozen by spec: it logs each
+    trained layer group's rate (and when it opens) and returns the grouped optimizer's options:
 
-    The factors go by the variables themselves, which the boundary cache's model shares with the whole model.
+    - ``factor``: each variable's rate factor, ``D**depth`` (the head's depth is 0, the base's top group's 1...:
+      :func:`graftkit.model.groups.variable_depths`). A ``--fine-tune-lr LOW:HIGH`` range sets ``D`` so that the
+      lowest trained group's rate is LOW: ``D = (LOW / HIGH) ** (1 / depth)``;
+    - ``depth`` and ``steps_per_group``, with ``--unfreeze-every E``: group ``k`` opens after ``(k - 1) * E``
+      epochs.
+
+    The options go by the variables themselves, which the boundary cache's model shares with the whole model.
     """
     bounds = rate_range(config.fine_tune_lr)
-    if config.lr_decay == 1 and bounds is None:
+    if config.lr_decay == 1 and bounds is None and not config.unfreeze_every:
         return None
 
-    def factor():
+    def options():
         from graftkit.model.groups import group_rule, layer_groups, variable_depths
 
         base = run.base.model
         depths = {id(variable): depth for variable, depth in variable_depths(base, run.head)}
         groups = layer_groups(base)
         trained = sorted({depth for depth in depths.values() if depth})
-        top, decay, how = _top_rate(config), config.lr_decay, f"--lr-decay {config.lr_decay:g}"
-        if bounds is not None:
-            decay = (bounds[0] / bounds[1]) ** (1 / max(trained)) if trained else 1.0
-            how = f"--fine-tune-lr {config.fine_tune_lr}: {decay:.3g} a group"
-        rates = ", ".join(f"group {depth} from the top ('{groups[-depth][0].name}'...) "
-                          f"{top * decay ** depth:.3g}" for depth in trained)
-        log.info(f"layer-wise learning rates ({how}; the base in {len(groups)} groups, "
-                 f"{group_rule(base)}): head {top:.3g}" + (f", {rates}" if rates else ""))
-        return lambda variable: decay ** depths.get(id(variable), 0)
+        made = {}
+        if config.lr_decay != 1 or bounds is not None:
+            top, decay, how = _top_rate(config), config.lr_decay, f"--lr-decay {config.lr_decay:g}"
+            if bounds is not None:
+                decay = (bounds[0] / bounds[1]) ** (1 / max(trained)) if trained else 1.0
+                how = f"--fine-tune-lr {config.fine_tune_lr}: {decay:.3g} a group"
+            rates = ", ".join(f"group {depth} from the top ('{groups[-depth][0].name}'...) "
+                              f"{top * decay ** depth:.3g}" for depth in trained)
+            log.info(f"layer-wise learning rates ({how}; the base in {len(groups)} groups, "
+                     f"{group_rule(base)}): head {top:.3g}" + (f", {rates}" if rates else ""))
+            made["factor"] = lambda variable: decay ** depths.get(id(variable), 0)
+        if config.unfreeze_every:
+            every = config.unfreeze_every
+            if len(trained) < 2:
+                log.info(f"gradual unfreezing (--unfreeze-every {every}): --freeze {config.freeze} trains "
+                         f"{len(trained)} layer group of the base, nothing to open one at a time")
+            else:
+                opens = ", ".join(f"group {depth} ('{groups[-depth][0].name}'...) from epoch {(depth - 1) * every + 1}"
+                                  for depth in trained)
+                late = max(trained) - 1
+                log.info(f"gradual unfreezing (--unfreeze-every {every}; the base in {len(groups)} groups, "
+                         f"{group_rule(base)}): the head and {opens}"
+                         + (f" (of {config.fine_tune_epochs} epochs: the lowest opens after the last)"
+                            if late * every >= config.fine_tune_epochs else ""))
+                made.update(depth=lambda variable: depths.get(id(variable), 0),
+                            steps_per_group=every * steps_per_epoch)
+        return made
 
-    return factor
+    return options
 
 
 def _boundary_cache(config: TrainConfig, run: _Prepared):

@@ -7,7 +7,8 @@ Image fine-tuning takes the same warm-up and cosine with ``--schedule cosine``.
 
 ``--lr-decay D`` gives each layer group its own learning rate (:mod:`graftkit.model.groups`):
 :class:`GroupedAdam` and :class:`GroupedAdamW` scale each variable's step, not its gradient (Adam's
-step does not depend on the gradient's scale, so scaling gradients would change nothing).
+step does not depend on the gradient's scale, so scaling gradients would change nothing). The same
+optimizers open the groups one at a time for ``--unfreeze-every E`` (gradual unfreezing).
 """
 
 from __future__ import annotations
@@ -35,22 +36,28 @@ def warmup_cosine(learning_rate: float, steps: int, *, warmup_share: float = WAR
 
 
 class _GroupRates:
-    """An optimizer whose learning rate for each variable is the optimizer's times ``factor(variable)``.
+    """An optimizer whose learning rate for each variable is the optimizer's times ``factor(variable)``, and,
+    for gradual unfreezing, zero until the variable's layer group opens.
 
     The factor scales the step itself (and AdamW's decoupled weight decay, as PyTorch's parameter groups
-    do). Factors are read once, when the optimizer is built on its variables; they are not part of its
-    config (an optimizer made from its config steps every variable at the full rate).
+    do). With ``steps_per_group``, a variable at ``depth(variable)`` (the head 0, the base's top group 1...)
+    moves only from step ``(depth - 1) * steps_per_group`` on: the top group and the head from the first
+    step, the next group down ``steps_per_group`` steps later. The gate follows the optimizer's own step
+    count, so a resumed run opens what it had opened. Factors and depths are read once, when the optimizer
+    is built on its variables; they are not part of its config (an optimizer made from its config steps
+    every variable at the full rate).
     """
 
-    def __init__(self, *args, factor=None, **kwargs):
+    def __init__(self, *args, factor=None, depth=None, steps_per_group=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._factor = factor
-        self._rate_factors = []
+        self._factor, self._depth, self._steps_per_group = factor, depth, steps_per_group
+        self._rate_factors, self._depths = [], []
 
     def build(self, var_list):
         if self.built:
             return
         self._rate_factors = [1.0 if self._factor is None else float(self._factor(v)) for v in var_list]
+        self._depths = [0 if self._depth is None else int(self._depth(v)) for v in var_list]
         super().build(var_list)
 
     def rate_factor(self, variable) -> float:
@@ -58,9 +65,14 @@ class _GroupRates:
         return self._rate_factors[self._get_variable_index(variable)]
 
     def update_step(self, gradient, variable, learning_rate):
-        factor = self.rate_factor(variable)
+        index = self._get_variable_index(variable)
+        factor = self._rate_factors[index]
         if factor != 1.0:
             learning_rate = keras.ops.multiply(learning_rate, factor)
+        if self._steps_per_group and self._depths[index] > 1:
+            opened = keras.ops.floor_divide(self.iterations, self._steps_per_group) + 1  # groups open at this step
+            gate = keras.ops.cast(keras.ops.less_equal(self._depths[index], opened), learning_rate.dtype)
+            learning_rate = keras.ops.multiply(learning_rate, gate)
         if self.weight_decay is not None and self._use_weight_decay(variable):
             rate = keras.ops.cast(learning_rate, variable.dtype)
             decay = keras.ops.cast(self.weight_decay, variable.dtype)
@@ -91,7 +103,8 @@ class GroupedAdamW(_GroupRates, keras.optimizers.AdamW):
 
 
 def fine_tune_optimizer(learning_rate: float, *, steps: int | None = None, schedule: str = "constant",
-                        weight_decay: float | None = None, factor=None, warmup_share: float = WARMUP_SHARE):
+                        weight_decay: float | None = None, factor=None, depth=None, steps_per_group=None,
+                        warmup_share: float = WARMUP_SHARE):
     """The optimizer of a fine-tuning stage.
 
     Args:
@@ -102,6 +115,9 @@ def fine_tune_optimizer(learning_rate: float, *, steps: int | None = None, sched
             biases not decayed (as in BERT).
         factor: a function of a model variable giving its learning-rate factor (``--lr-decay``: see
             :func:`graftkit.model.groups.variable_depths`); None: one rate for all (plain Adam / AdamW).
+        depth, steps_per_group: gradual unfreezing (``--unfreeze-every``): ``depth`` a function of a model
+            variable giving its group's depth from the top (the head 0), ``steps_per_group`` the steps after
+            which the next group down opens (see :class:`_GroupRates`); None: every group from the start.
         warmup_share: the share of ``steps`` the warm-up takes.
 
     Returns:
@@ -117,11 +133,13 @@ def fine_tune_optimizer(learning_rate: float, *, steps: int | None = None, sched
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
     rate = warmup_cosine(learning_rate, steps, warmup_share=warmup_share) if schedule == "cosine" else learning_rate
-    options = {} if factor is None else {"factor": factor}
+    options = {key: value for key, value in (("factor", factor), ("depth", depth), ("steps_per_group", steps_per_group))
+               if value is not None}
+    grouped = bool(options)
     if weight_decay is None:
-        optimizer = (keras.optimizers.Adam if factor is None else GroupedAdam)(learning_rate=rate, **options)
+        optimizer = (GroupedAdam if grouped else keras.optimizers.Adam)(learning_rate=rate, **options)
     else:
-        optimizer = (keras.optimizers.AdamW if factor is None else GroupedAdamW)(
+        optimizer = (GroupedAdamW if grouped else keras.optimizers.AdamW)(
             learning_rate=rate, weight_decay=weight_decay, **options)
         optimizer.exclude_from_weight_decay(var_names=["layer_norm", "layernorm", "bias", "gamma", "beta"])
     if schedule == "cosine":
@@ -130,11 +148,12 @@ def fine_tune_optimizer(learning_rate: float, *, steps: int | None = None, sched
 
 
 def warmup_cosine_adamw(learning_rate: float, steps: int, *, warmup_share: float = WARMUP_SHARE,
-                        weight_decay: float = WEIGHT_DECAY, factor=None):
+                        weight_decay: float = WEIGHT_DECAY, **groups):
     """AdamW whose learning rate rises linearly to ``learning_rate`` over the first ``warmup_share`` of
     ``steps``, then follows a cosine to 0 at ``steps`` (a text encoder's fine-tuning).
 
-    LayerNorm scales and biases are not decayed (as in BERT). ``factor`` is as for :func:`fine_tune_optimizer`.
+    LayerNorm scales and biases are not decayed (as in BERT). ``groups`` (``factor``, ``depth``,
+    ``steps_per_group``) are as for :func:`fine_tune_optimizer`.
 
     Example:
         >>> opt = warmup_cosine_adamw(1e-4, 100)
@@ -142,4 +161,4 @@ def warmup_cosine_adamw(learning_rate: float, steps: int, *, warmup_share: float
         [0.0, 0.0001, 0.0]
     """
     return fine_tune_optimizer(learning_rate, steps=steps, schedule="cosine", weight_decay=weight_decay,
-                               factor=factor, warmup_share=warmup_share)
+                               warmup_share=warmup_share, **groups)
