@@ -6,7 +6,11 @@ every step, and stop early once it exceeds 4 times its minimum (the rate is then
 suggested is fastai's default, **valley**: on the curve trimmed of its first tenth and last 5 points (as fastai
 trims it), the longest stretch over which the smoothed loss keeps falling (its longest decreasing run), and the
 rate halfway along it, where the loss falls steeply and is still far from the blow-up. When the sweep is too
-short for a valley, the suggestion is the rate of least loss divided by 10. Either way it is clamped to
+short for a valley, the suggestion is the rate of least loss divided by 10. Fine-tuning's sweep starts from a
+trained head, near its least loss: its curve is flat and noisy until the loss climbs, and the longest decreasing
+run of noise is no valley. Its suggestion is a tenth of the rate from which the loss rises for good (the rule of
+thumb fastai teaches for the unfrozen stage: an order of magnitude before the loss climbs), the valley when it
+never climbs. Either way it is clamped to
 ``[1e-6, 0.1]`` (and to the swept range) and rounded to 3 significant digits, so the rate printed is the rate used.
 
 The sweep leaves nothing behind: the model's variables (weights, BatchNorm statistics, dropout seed states),
@@ -46,6 +50,7 @@ MIN_STEPS = 30  # a fine-tuning sweep on fewer batches than this cycles through 
 SMOOTHING = 0.98  # fastai's beta for 100 steps; a shorter sweep smooths over the same share of its range
 DIVERGE = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 SUGGEST_RANGE = (1e-6, 0.1)
+RISEN = 1.25  # the loss has risen for good once it stays above this many times its least loss so far
 DEFAULT_LR = 1e-3  # the head's rate where none is found (graftkit.config's --lr default)
 LR_FIND_FILE = "lr_find.json"
 LR_FIND_PLOT = "lr_find.png"
@@ -61,7 +66,8 @@ class LRFind:
         losses: the exponentially smoothed (debiased) training loss after each step.
         raw: each step's own training loss.
         suggestion: the suggested rate (see the module's docstring).
-        rule: how it was chosen: ``valley``, or ``min/10`` when the sweep was too short for one.
+        rule: how it was chosen: ``valley``, ``min/10`` when the sweep was too short for one, or ``rise/10``
+            (fine-tuning's sweep; see :func:`suggest`).
         min_loss_lr: the rate at the least smoothed loss.
         stopped: ``diverged`` (the loss passed 4x its minimum, or was not finite) or ``end`` (all steps ran).
         name: what was swept: ``head``, ``fine_tune``, or any name.
@@ -146,10 +152,33 @@ def valley(lrs, losses) -> float | None:
     return float(lrs[first + int(sections) + int(sections / 2)])
 
 
-def suggest(lrs, losses, *, bounds: tuple = SUGGEST_RANGE) -> tuple[float, str]:
-    """The suggested rate of a sweep and the rule that chose it: ``valley`` on the curve trimmed of its first
-    tenth and its last 5 points (fastai's trim), or ``min/10`` (the rate of least loss over 10) when too few
-    points remain; clamped to ``bounds`` and the swept range, rounded to 3 significant digits.
+def rises_from(lrs, losses) -> float | None:
+    """The rate from which the loss rises for good: the first point after which every loss stays above
+    :data:`RISEN` times the least loss before it; None when the loss never rises so.
+
+    Example:
+        >>> rises_from([1e-6, 1e-5, 1e-4, 1e-3, 1e-2], [1.0, 1.3, 0.95, 1.3, 3.0])  # the bump at 1e-5 comes back down
+        0.001
+    """
+    least, start, floor = math.inf, None, math.inf
+    for index, loss in enumerate(losses):
+        if start is not None and loss > RISEN * floor:
+            continue
+        start = None  # not risen, or come back down
+        if index and loss > RISEN * least:
+            start, floor = index, least
+        least = min(least, loss)
+    return None if start is None else float(lrs[start])
+
+
+def suggest(lrs, losses, *, bounds: tuple = SUGGEST_RANGE, rule: str = "valley") -> tuple[float, str]:
+    """The suggested rate of a sweep and the rule that chose it.
+
+    ``valley`` (the default): the valley of the curve trimmed of its first tenth and its last 5 points
+    (fastai's trim), or ``min/10`` (the rate of least loss over 10) when too few points remain. ``rise/10``
+    (for a sweep that starts near its least loss, as fine-tuning's does): a tenth of :func:`rises_from`, or
+    the valley when the loss never climbs. Clamped to ``bounds`` and the swept range, rounded to 3
+    significant digits.
 
     Example:
         >>> lrs = list(sweep_rates(1e-7, 10.0, 100))
@@ -158,13 +187,23 @@ def suggest(lrs, losses, *, bounds: tuple = SUGGEST_RANGE) -> tuple[float, str]:
         ('valley', True)
         >>> suggest([1e-3, 1e-2, 1e-1], [1.0, 0.5, 9.0])
         (0.001, 'min/10')
+        >>> flat = [0.1 + 0.01 * (i % 3) for i in range(80)] + [0.1 * 2 ** i for i in range(1, 21)]  # noise, then up
+        >>> suggest(lrs, flat, rule="rise/10")  # a tenth of where it climbs (0.29), not the noise's own "valley"
+        (0.0292, 'rise/10')
     """
+    if rule not in ("valley", "rise/10"):
+        raise ValueError(f"rule {rule!r} is not valley or rise/10")
     points = [(lr, loss) for lr, loss in zip(lrs, losses) if math.isfinite(loss)]
-    trimmed = points[len(lrs) // 10:]
-    trimmed = trimmed[:-5] if len(trimmed) > 10 else trimmed
-    rate, rule = None, "valley"
-    if len(trimmed) >= 5:
-        rate = valley([lr for lr, _ in trimmed], [loss for _, loss in trimmed])
+    rate = None
+    if rule == "rise/10":
+        climb = rises_from([lr for lr, _ in points], [loss for _, loss in points])
+        rate = None if climb is None else climb / 10
+    if rate is None:
+        rule = "valley"
+        trimmed = points[len(lrs) // 10:]
+        trimmed = trimmed[:-5] if len(trimmed) > 10 else trimmed
+        if len(trimmed) >= 5:
+            rate = valley([lr for lr, _ in trimmed], [loss for _, loss in trimmed])
     if rate is None:
         rule = "min/10"
         rate = (min(points, key=lambda p: p[1])[0] if points else DEFAULT_LR * 10) / 10
@@ -209,7 +248,7 @@ def left_as_it_was(model):
 
 def find_lr(model, batches, *, task=None, start: float = START, end: float = END, steps: int = STEPS,
             smoothing: float | None = None, diverge: float = DIVERGE, class_weight: dict | None = None,
-            name: str = "") -> LRFind:
+            name: str = "", rule: str = "valley") -> LRFind:
     """Sweep the learning rate of ``model`` from ``start`` to ``end`` over ``steps`` training steps; suggest one.
 
     Each step trains one batch with Adam at the step's rate (the rate times ``(end / start)^(1 / (steps - 1))``
@@ -228,6 +267,7 @@ def find_lr(model, batches, *, task=None, start: float = START, end: float = END
         diverge: stop when the smoothed loss exceeds this many times its minimum.
         class_weight: per-class loss weights (single-label), or None.
         name: what is swept, for the result and the log.
+        rule: how the rate is suggested from the curve (:func:`suggest`): ``valley`` or ``rise/10``.
 
     Returns:
         An :class:`LRFind`.
@@ -279,7 +319,8 @@ def find_lr(model, batches, *, task=None, start: float = START, end: float = END
                 break
     if not lrs:
         raise GraftError(f"no training batches to sweep the learning rate of {name or model.name} on")
-    suggestion, rule = suggest(lrs, losses, bounds=(max(SUGGEST_RANGE[0], start), min(SUGGEST_RANGE[1], end)))
+    suggestion, rule = suggest(lrs, losses, bounds=(max(SUGGEST_RANGE[0], start), min(SUGGEST_RANGE[1], end)),
+                               rule=rule)
     finite = [(loss, lr) for lr, loss in zip(lrs, losses) if math.isfinite(loss)]
     return LRFind(lrs=lrs, losses=[loss if math.isfinite(loss) else None for loss in losses], raw=raw,
                   suggestion=suggestion, rule=rule, min_loss_lr=min(finite)[1] if finite else None,
@@ -437,7 +478,8 @@ def _model_sweep(config, run, name: str) -> LRFind:
         cycling = f", cycling through its {per_pass} batches" if per_pass < steps else ""
         log.info(f"lr-find: sweeping the {STAGE_NAMES.get(name, name)} learning rate from {START:g} to {END:g} "
                  f"through the model on training batches (up to {steps} steps{cycling})")
-        sweep = find_lr(run.model, train_data, task=run.task, steps=steps, class_weight=run.class_weight, name=name)
+        sweep = find_lr(run.model, train_data, task=run.task, steps=steps, class_weight=run.class_weight, name=name,
+                        rule="rise/10" if name == "fine_tune" else "valley")
     _say(sweep)
     return sweep
 

@@ -220,3 +220,14 @@ def test_a_resumed_run_uses_the_rates_found_before_it_was_interrupted(tiny_image
     monkeypatch.setattr(lr_find, "fine_tune_sweep", no_sweep)
     run = api.resume(folder)
     assert run.metrics["learning_rates"] == found and set(run.metrics["lr_find"]) == {"head", "fine_tune", "plot"}
+
+
+def test_fine_tunings_flat_curve_gets_a_tenth_of_where_the_loss_climbs():
+    """From a trained head the curve is noise until it climbs: its longest decreasing run is no valley."""
+    lrs = list(sweep_rates(1e-7, 10.0, 30))[:17]  # fine-tuning's 30-step sweep on hymenoptera, diverged at step 17
+    noisy = [0.091, 0.079, 0.114, 0.103, 0.088, 0.093, 0.094, 0.085, 0.091, 0.082, 0.098, 0.096, 0.096, 0.094,
+             0.089, 0.120, 0.416]  # the smoothed losses graft lr-find recorded on hymenoptera
+    assert suggest(lrs, noisy)[0] < 1e-5  # the valley rule: deep in the noise
+    rate, rule = suggest(lrs, noisy, rule="rise/10")
+    assert rule == "rise/10" and rate == pytest.approx(lrs[15] / 10, rel=1e-2)  # climbs from 1.4e-3
+    assert suggest(lrs, [1.0 - 0.01 * i for i in range(17)], rule="rise/10")[1] == "valley"  # never climbs
