@@ -251,27 +251,39 @@ def _train_stages(config: TrainConfig, run: _Prepared):
     elif config.fine_tune_epochs and freeze.kind != "all":
         baseline = stages[-1].best_val_loss if stages else float("inf")
         rates.fine_tune()  # sets config.fine_tune_lr where it is "auto", or a tenth of a found --lr auto
+        unfreezing = _unfreezing(config)
         stages.append(fine_tune_stage(run.model, run.base.model, train_data, val_data, freeze=freeze,
                                       train_bn=config.train_bn, epochs=config.fine_tune_epochs,
                                       learning_rate=_top_rate(config), baseline_val_loss=baseline,
                                       callbacks=logs("fine_tune"), resume=resume.state_of("fine_tune"),
                                       samples=len(split.train), cache=_boundary_cache(config, run),
-                                      optimizer=_fine_tune_optimizer(config, run), **common))
+                                      optimizer=_fine_tune_optimizer(config, run, unfreezing),
+                                      on_epoch=None if unfreezing is None else unfreezing.on_epoch_begin, **common))
         saver.stage_done(stages[-1], final_weights=run.model.get_weights())
     elif config.fine_tune_epochs:
-        log.info("--freeze all: no fine-tuning stage")
+        log.info("--freeze all: no fine-tuning stage" + (", nothing to open one at a time for --unfreeze-every"
+                                                          if config.unfreeze_every else ""))
     return stages, cached
 
 
-def _fine_tune_optimizer(config: TrainConfig, run: _Prepared):
+def _unfreezing(config: TrainConfig):
+    """Gradual unfreezing's plan and log for ``--unfreeze-every E`` (E above 0), else None."""
+    if not config.unfreeze_every:
+        return None
+    from graftkit.training.unfreeze import GradualUnfreezing
+
+    return GradualUnfreezing(config.unfreeze_every)
+
+
+def _fine_tune_optimizer(config: TrainConfig, run: _Prepared, unfreezing=None):
     """Adam at a constant rate (None) or, with ``--schedule cosine`` (the default, auto), AdamW
     with warm-up and cosine decay; with layer-wise rates (``--lr-decay D`` below 1, ``--fine-tune-lr LOW:HIGH``)
-    or gradual unfreezing (``--unfreeze-every E``), their grouped forms (see :func:`_layer_groups`)."""
+    or gradual unfreezing (``unfreezing``: :func:`_unfreezing`), their grouped forms (see :func:`_layer_groups`)."""
     import math
 
     schedule = "cosine" if config.schedule == "auto" else config.schedule
     steps_per_epoch = math.ceil(len(run.split.train) / config.batch_size)
-    groups = _layer_groups(config, run, steps_per_epoch)
+    groups = _layer_groups(config, run, steps_per_epoch, unfreezing)
     if schedule == "constant":
         if groups is None:
             return None
@@ -295,7 +307,7 @@ def _top_rate(config: TrainConfig) -> float:
     return bounds[1] if bounds else config.fine_tune_lr
 
 
-def _layer_groups(config: TrainConfig, run: _Prepared, steps_per_epoch: int):
+def _layer_groups(config: TrainConfig, run: _Prepared, steps_per_epoch: int, unfreezing=None):
     """None for one learning rate from the first step (``--lr-decay 1``, no ``LOW:HIGH`` range, no
     ``--unfreeze-every``); else what the optimizer's factory calls once the base is frozen by spec: it logs each
     trained layer group's rate (and when it opens) and returns the grouped optimizer's options:
@@ -303,13 +315,13 @@ def _layer_groups(config: TrainConfig, run: _Prepared, steps_per_epoch: int):
     - ``factor``: each variable's rate factor, ``D**depth`` (the head's depth is 0, the base's top group's 1...:
       :func:`graftkit.model.groups.variable_depths`). A ``--fine-tune-lr LOW:HIGH`` range sets ``D`` so that the
       lowest trained group's rate is LOW: ``D = (LOW / HIGH) ** (1 / depth)``;
-    - ``depth`` and ``steps_per_group``, with ``--unfreeze-every E``: group ``k`` opens after ``(k - 1) * E``
-      epochs.
+    - ``depth`` and ``steps_per_group``, with ``unfreezing`` (``--unfreeze-every E``): the ``k``-th trained group
+      from the top opens after ``(k - 1) * E`` epochs (:meth:`graftkit.training.unfreeze.GradualUnfreezing.options`).
 
     The options go by the variables themselves, which the boundary cache's model shares with the whole model.
     """
     bounds = rate_range(config.fine_tune_lr)
-    if config.lr_decay == 1 and bounds is None and not config.unfreeze_every:
+    if config.lr_decay == 1 and bounds is None and unfreezing is None:
         return None
 
     def options():
@@ -330,21 +342,10 @@ def _layer_groups(config: TrainConfig, run: _Prepared, steps_per_epoch: int):
             log.info(f"layer-wise learning rates ({how}; the base in {len(groups)} groups, "
                      f"{group_rule(base)}): head {top:.3g}" + (f", {rates}" if rates else ""))
             made["factor"] = lambda variable: decay ** depths.get(id(variable), 0)
-        if config.unfreeze_every:
-            every = config.unfreeze_every
-            if len(trained) < 2:
-                log.info(f"gradual unfreezing (--unfreeze-every {every}): --freeze {config.freeze} trains "
-                         f"{len(trained)} layer group of the base, nothing to open one at a time")
-            else:
-                opens = ", ".join(f"group {depth} ('{groups[-depth][0].name}'...) from epoch {(depth - 1) * every + 1}"
-                                  for depth in trained)
-                late = max(trained) - 1
-                log.info(f"gradual unfreezing (--unfreeze-every {every}; the base in {len(groups)} groups, "
-                         f"{group_rule(base)}): the head and {opens}"
-                         + (f" (of {config.fine_tune_epochs} epochs: the lowest opens after the last)"
-                            if late * every >= config.fine_tune_epochs else ""))
-                made.update(depth=lambda variable: depths.get(id(variable), 0),
-                            steps_per_group=every * steps_per_epoch)
+        if unfreezing is not None:
+            made.update(unfreezing.options(depths, groups, steps_per_epoch=steps_per_epoch,
+                                           epochs=config.fine_tune_epochs, rule=group_rule(base),
+                                           freeze=config.freeze))
         return made
 
     return options

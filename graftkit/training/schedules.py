@@ -40,10 +40,11 @@ class _GroupRates:
     for gradual unfreezing, zero until the variable's layer group opens.
 
     The factor scales the step itself (and AdamW's decoupled weight decay, as PyTorch's parameter groups
-    do). With ``steps_per_group``, a variable at ``depth(variable)`` (the head 0, the base's top group 1...)
-    moves only from step ``(depth - 1) * steps_per_group`` on: the top group and the head from the first
-    step, the next group down ``steps_per_group`` steps later. The gate follows the optimizer's own step
-    count, so a resumed run opens what it had opened. Factors and depths are read once, when the optimizer
+    do). With ``steps_per_group``, a variable at ``depth(variable)`` (the head 0, the topmost trained group
+    1...) moves only from step ``(depth - 1) * steps_per_group`` on: the top group and the head from the first
+    step, the next group down ``steps_per_group`` steps later; until then its step and weight decay are times
+    0, so it stays bit for bit. The gate follows the optimizer's own step count, so a resumed run (whose
+    checkpoint puts the count back) opens what it had opened. Factors and depths are read once, when the optimizer
     is built on its variables; they are not part of its config (an optimizer made from its config steps
     every variable at the full rate).
     """

@@ -100,6 +100,8 @@ class StageRun:
         stopper: the stage's :class:`Stopper`, whose state goes into the checkpoint.
         slots: the optimizer's variables to checkpoint; None for ``model.optimizer.variables``.
         resume: the state an interrupted run reached: its history goes on.
+        on_epoch: a function of the 0-based epoch called as each epoch begins, before its bar (gradual
+            unfreezing's log: :class:`graftkit.training.unfreeze.GradualUnfreezing`), or None.
 
     Example:
         >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
@@ -114,8 +116,8 @@ class StageRun:
 
     def __init__(self, name: str, model: keras.Model, *, epochs: int, learning_rate: float,
                  samples: int | None = None, checkpoint: Checkpointer | None = None, stopper: Stopper | None = None,
-                 slots: list | None = None, resume: StageState | None = None):
-        self.name, self.model, self.epochs, self.samples = name, model, epochs, samples
+                 slots: list | None = None, resume: StageState | None = None, on_epoch=None):
+        self.name, self.model, self.epochs, self.samples, self.on_epoch = name, model, epochs, samples, on_epoch
         self.checkpoint, self.stopper, self.slots = checkpoint, stopper, slots
         self.history = {key: list(values) for key, values in (resume.history if resume else {}).items()}
         self.trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
@@ -128,6 +130,8 @@ class StageRun:
     def begin_epoch(self, epoch: int, steps: int | None = None) -> None:
         """Start 0-based ``epoch``; ``steps`` batches are to come (a bar is shown only when given)."""
         self.close()
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
         self._started, self._trained, self._done = time.perf_counter(), None, 0
         if steps:
             images = bool(self.samples)
@@ -233,6 +237,7 @@ def fit_stage(
     optimizer=None,
     strategy=None,
     inputs=None,
+    on_epoch=None,
 ) -> StageResult:
     """Compile and fit ``model`` for one stage, keeping the weights of the best validation epoch.
 
@@ -259,6 +264,8 @@ def fit_stage(
             graftkit's own loop (:func:`graftkit.training.distribute.fit_epochs`) instead of Keras' ``fit``;
             ``train_data`` may then be a function of the 0-based epoch returning its dataset.
         inputs: with ``strategy``, as for :func:`graftkit.training.distribute.fit_epochs`.
+        on_epoch: a function of the 0-based epoch called as each epoch begins, with or without ``strategy``
+            (see :class:`StageRun`).
 
     Returns:
         A :class:`StageResult`; the model holds the best epoch's weights.
@@ -280,7 +287,7 @@ def fit_stage(
             model.optimizer.build(model.trainable_variables)  # its variables exist now, to be put back
             restore_training(resume, model, model.optimizer.variables)
     stage = StageRun(name, model, epochs=epochs, learning_rate=learning_rate, samples=samples,
-                     checkpoint=checkpoint, stopper=stopper, resume=resume)
+                     checkpoint=checkpoint, stopper=stopper, resume=resume, on_epoch=on_epoch)
     start = time.perf_counter()
     if first < epochs and not (resume and resume.stopper.get("stopped_epoch")):
         try:
@@ -335,12 +342,13 @@ def fine_tune_stage(
     cache=None,
     optimizer=None,
     strategy=None,
+    on_epoch=None,
 ) -> StageResult:
     """Unfreeze the top of the base by ``freeze`` and train at a lower learning rate.
 
     When no epoch beats ``baseline_val_loss`` (the head stage's best), the weights from
     before fine-tuning are put back and the result is marked ``kept=False``. ``checkpoint``
-    ``resume``, ``samples``, ``task`` and ``optimizer`` are as for :func:`fit_stage`.
+    ``resume``, ``samples``, ``task``, ``optimizer`` and ``on_epoch`` are as for :func:`fit_stage`.
 
     ``cache``, when given, is called once the base is frozen by spec and returns a
     :class:`graftkit.features.boundary.FineTuneCache` (or None, having said why): the stage then
@@ -366,13 +374,14 @@ def fine_tune_stage(
         result = fit_stage("fine_tune", model, train_data, val_data, epochs=epochs,
                            learning_rate=learning_rate, patience=patience, class_weight=class_weight,
                            callbacks=callbacks, checkpoint=checkpoint, resume=resume, samples=samples, task=task,
-                           optimizer=optimizer, strategy=strategy)
+                           optimizer=optimizer, strategy=strategy, on_epoch=on_epoch)
     else:
         whole = _WholeWeights(model, cached.model)
         result = fit_stage("fine_tune", cached.model, cached.train, cached.val, epochs=epochs,
                            learning_rate=learning_rate, patience=patience, class_weight=class_weight,
                            callbacks=callbacks, checkpoint=whole.checkpointer(checkpoint),
-                           resume=whole.part_state(resume), samples=samples, task=task, optimizer=optimizer)
+                           resume=whole.part_state(resume), samples=samples, task=task, optimizer=optimizer,
+                           on_epoch=on_epoch)
     if result.best_val_loss > baseline_val_loss:
         model.set_weights(before)
         result.kept = False
