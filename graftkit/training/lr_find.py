@@ -50,7 +50,7 @@ MIN_STEPS = 30  # a fine-tuning sweep on fewer batches than this cycles through 
 SMOOTHING = 0.98  # fastai's beta for 100 steps; a shorter sweep smooths over the same share of its range
 DIVERGE = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 SUGGEST_RANGE = (1e-6, 0.1)
-RISEN = 1.25  # the loss has risen for good once it stays above this many times its least loss so far
+RISEN = 1.25  # the loss has risen for good once it stays above this many times its flat level
 DEFAULT_LR = 1e-3  # the head's rate where none is found (graftkit.config's --lr default)
 LR_FIND_FILE = "lr_find.json"
 LR_FIND_PLOT = "lr_find.png"
@@ -154,20 +154,19 @@ def valley(lrs, losses) -> float | None:
 
 def rises_from(lrs, losses) -> float | None:
     """The rate from which the loss rises for good: the first point after which every loss stays above
-    :data:`RISEN` times the least loss before it; None when the loss never rises so.
+    :data:`RISEN` times the curve's flat level (the median loss of its first half); None when it never does.
 
     Example:
-        >>> rises_from([1e-6, 1e-5, 1e-4, 1e-3, 1e-2], [1.0, 1.3, 0.95, 1.3, 3.0])  # the bump at 1e-5 comes back down
-        0.001
+        >>> rises_from([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1], [1.0, 1.3, 0.95, 1.0, 1.5, 3.0])  # 1e-5's bump falls back
+        0.01
     """
-    least, start, floor = math.inf, None, math.inf
+    level = float(np.median(losses[:max(1, len(losses) // 2)])) if len(losses) else math.inf
+    start = None
     for index, loss in enumerate(losses):
-        if start is not None and loss > RISEN * floor:
-            continue
-        start = None  # not risen, or come back down
-        if index and loss > RISEN * least:
-            start, floor = index, least
-        least = min(least, loss)
+        if loss <= RISEN * level:
+            start = None
+        elif start is None:
+            start = index
     return None if start is None else float(lrs[start])
 
 
