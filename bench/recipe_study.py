@@ -43,11 +43,23 @@ VARIANTS = {
     "lbfgs head + label smoothing 0.1": {"head_solver": "lbfgs", "label_smoothing": 0.1},
     "lbfgs head + cosine": {"head_solver": "lbfgs", "schedule": "cosine"},  # the default since c1ed980
     "lr decay 0.5": {"lr_decay": 0.5},
-    "fine-tune lr auto": {"fine_tune_lr": "auto"},
+    "fine-tune lr auto": {"fine_tune_lr": "auto"},  # with lr-find's valley rule for fine-tuning (before dad4bb5)
+    "fine-tune lr auto (rise/10)": {"fine_tune_lr": "auto"},  # with its rise/10 rule against the flat level
     "advise's command": {"advise": True},  # the base and --freeze that graftkit.advise recommends for fit/
+    "gradual unfreezing every 2 epochs": {"unfreeze_every": 2},
+    "adam head 200 ep, patience 3, frozen": {"head_solver": "adam", "freeze": "all", "epochs": 200},
+    "hidden 1024, 10 ep, frozen": {"hidden": [1024], "freeze": "all"},
+    "hidden 1024, 200 ep, frozen": {"hidden": [1024], "freeze": "all", "epochs": 200},
+    "hidden 1024, 200 ep, patience 10, frozen": {"hidden": [1024], "freeze": "all", "epochs": 200, "patience": 10},
+    "fine-tune lr 1e-5:1e-4": {"fine_tune_lr": "1e-5:1e-4"},
     "last:10%": {"freeze": "last:10%"},
     "last:50%": {"freeze": "last:50%"},
     "fine-tune lr 3e-4": {"fine_tune_lr": 3e-4},
+    "no class weights": {"class_weights": "none"},
+    "last:50%, 20 epochs": {"freeze": "last:50%", "fine_tune_epochs": 20},
+    "no class weights, last:50%, 20 epochs": {"class_weights": "none", "freeze": "last:50%", "fine_tune_epochs": 20},
+    "300 px, no class weights, last:50%, 20 epochs": {"image_size": 300, "class_weights": "none",
+                                                      "freeze": "last:50%", "fine_tune_epochs": 20},
 }
 
 
@@ -118,7 +130,8 @@ def _child(job: dict) -> None:
            "val_accuracy": run.metrics.get("accuracy"),
            "stages": {name: {key: stage[key] for key in ("best_epoch", "seconds", "kept")}
                       for name, stage in run.metrics["stages"].items()},
-           "head_epochs": _epochs(run), "run_seconds": run.metrics["seconds"]}
+           "head_epochs": _epochs(run), "run_seconds": run.metrics["seconds"],
+           **({"learning_rates": run.metrics["learning_rates"]} if "learning_rates" in run.metrics else {})}
     try:
         row["test_accuracy_tta"] = round(run.evaluate(job["test"], tta=True)["accuracy"], 4)
     except TypeError:  # no test-time augmentation in this version

@@ -25,8 +25,8 @@ from graftkit.errors import GraftError
 SEPARABLE = 0.98
 # Training images per class (the median) from which, with a weak probe, half the base is fine-tuned.
 # (No tier freezes more than the default on image count alone: in bench/recipe_study.py neither
-# `all` below 30 images a class nor `last:10%` below 200 beat `last:30%` on the sets they applied to,
-# docs/benchmarks.md section 12.)
+# `all` below 30 images a class nor `last:10%` below 200 did better than a tie with `last:30%` on the
+# sets they applied to, docs/benchmarks.md section 12.)
 MANY_IMAGES = 1000
 WEAK_PROBE = 0.85
 # The probe's sample by default: up to PER_CLASS images a class, fewer when there are many classes
@@ -288,7 +288,7 @@ def choose_freeze(train_per_class: dict, probe_accuracy: float | None) -> tuple[
     top 30% (``last:30%``), rolled back by graftkit when it does not beat the frozen head's validation
     loss, was within a point of the best variant on every set, from 14 to about 240 training images a
     class; freezing more (``all`` under 30 images a class, ``last:10%`` under 200, the rules of thumb
-    this replaced) won on none, and ``all`` lost 5-6 points on a 21-class set of 14 images each. The
+    this replaced) only tied with it, and ``all`` lost 5-6 points on a 21-class set of 14 images each. The
     base stays frozen when the frozen features already separate the classes (a probe of 0.98 or more);
     with many images (a median of 1,000 a class) and a weak probe (under 0.85: images far from
     ImageNet's), half the base is adapted (cs231n's transfer-learning notes; Yosinski et al. 2014).
