@@ -62,7 +62,7 @@ def lr_find(data: str | Path, base: str | None = None, **options):
         **options: any field of :class:`graftkit.config.TrainConfig`, as for :func:`train`.
 
     Returns:
-        A :class:`graftkit.training.lr_find.Finding`: ``head`` and ``fine_tune`` sweeps (each with its
+        A :class:`graftkit.training.find_rates.Finding`: ``head`` and ``fine_tune`` sweeps (each with its
         ``suggestion``, ``lrs`` and ``losses``), ``plot``, and ``lines()`` as ``graft train`` options.
 
     Example:
@@ -71,7 +71,7 @@ def lr_find(data: str | Path, base: str | None = None, **options):
         (0.0112, 0.000316)
     """
     from graftkit.config import AUTO
-    from graftkit.training.lr_find import lr_find_config
+    from graftkit.training.find_rates import lr_find_config
 
     config = TrainConfig.from_options(data=str(data), **({"base": base} if base else {}), **{"lr": AUTO, **options})
     return lr_find_config(config.validated())

@@ -329,7 +329,7 @@ def _lr_find(args) -> int:
         raise GraftError("graft lr-find needs a data folder (the one you would pass to graft train)")
     config = TrainConfig.from_options(**{"lr": AUTO, **given}).validated()
     _heavy()
-    from graftkit.training.lr_find import lr_find_config
+    from graftkit.training.find_rates import lr_find_config
 
     found = lr_find_config(config)
     print("\n".join(found.lines()))

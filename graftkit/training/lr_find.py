@@ -26,8 +26,9 @@ Two sweeps, each a function the training pipeline calls only where its stage tra
 - :func:`fine_tune_sweep`: the whole model with the ``--freeze`` spec applied, on augmented training batches,
   one pass or 100 steps, whichever is fewer (at least 30, cycling through the data), then the base frozen again.
 
-``graft lr-find DATA`` (:func:`lr_find_config`) runs both and draws the curves; ``--lr auto`` and
-``--fine-tune-lr auto`` on ``graft train`` (:class:`AutoRates`) run each at the start of its stage.
+``graft lr-find DATA`` (:func:`graftkit.training.find_rates.lr_find_config`) runs both and draws the curves;
+``--lr auto`` and ``--fine-tune-lr auto`` on ``graft train`` (:class:`AutoRates`) run each at the start of its
+stage.
 """
 
 from __future__ import annotations
@@ -392,7 +393,7 @@ LBFGS_NOTE = ("the head is fitted by L-BFGS (--head-solver), which takes no lear
               "when the head trains by epochs (--head-solver adam, or a head with --hidden)")
 
 
-def head_sweep(config, run, *, views: int = 0, force: bool = False) -> LRFind | None:
+def head_sweep(config, run, datasets, *, views: int = 0, force: bool = False) -> LRFind | None:
     """The head stage's sweep: the head on the base's cached features (or, with ``--feature-cache off``, the
     model with its base frozen, on training batches); None when the head is fitted by L-BFGS.
 
@@ -402,11 +403,13 @@ def head_sweep(config, run, *, views: int = 0, force: bool = False) -> LRFind | 
     Args:
         config: the run's validated :class:`graftkit.config.TrainConfig`.
         run: the prepared run (``graftkit.training.pipeline._prepare``): split, base, head, model, task.
+        datasets: a function making fresh ``(train, val)`` datasets of the run (the pipeline's own), for a sweep
+            through the model.
         views: the head stage's augmented views (0: exact features).
         force: sweep even when the head would be fitted by L-BFGS (``graft lr-find`` shows the curve anyway).
 
     Example:
-        >>> sweep = head_sweep(config, prepared)  # doctest: +SKIP
+        >>> sweep = head_sweep(config, prepared, datasets)  # doctest: +SKIP
         >>> sweep.suggestion  # doctest: +SKIP
         0.0112
     """
@@ -416,10 +419,10 @@ def head_sweep(config, run, *, views: int = 0, force: bool = False) -> LRFind | 
     split = run.split
     if config.feature_cache == "off":
         run.base.model.trainable = False
-        return _model_sweep(config, run, "head")
+        return _model_sweep(config, run, "head", datasets)
     pool, trained = after_pooling(run.head)
     known = {"memory": True, "disk": False}.get(config.feature_cache)
-    if not force and known is not None and _solver(config, trained, known) == "lbfgs":
+    if not force and known is not None and solver_of(config, trained, known) == "lbfgs":
         log.info(f"--lr auto: {LBFGS_NOTE}")
         return None
     stats = {}
@@ -431,7 +434,7 @@ def head_sweep(config, run, *, views: int = 0, force: bool = False) -> LRFind | 
     else:  # as the head stage asks for them: one pass over both sets
         features = extract_features(run.base, list(split.train.paths) + list(split.val.paths), **options)
         features = features[:len(split.train)]
-    if not force and _solver(config, trained, stats["in_memory"]) == "lbfgs":
+    if not force and solver_of(config, trained, stats["in_memory"]) == "lbfgs":
         log.info(f"--lr auto: {LBFGS_NOTE}")
         return None
     log.info(f"lr-find: sweeping the head's learning rate from {START:g} to {END:g} on the cached features of "
@@ -443,35 +446,34 @@ def head_sweep(config, run, *, views: int = 0, force: bool = False) -> LRFind | 
     return sweep
 
 
-def _solver(config, trained, in_memory: bool) -> str:
+def solver_of(config, trained, in_memory: bool) -> str:
     """How the head stage will fit the head: ``lbfgs`` or ``adam`` (its own choice, from the same facts)."""
     from graftkit.training.head_stage import choose_solver
 
     return choose_solver(config.head_solver, trained, in_memory)
 
 
-def fine_tune_sweep(config, run) -> LRFind:
+def fine_tune_sweep(config, run, datasets) -> LRFind:
     """Fine-tuning's sweep: the whole model with the ``--freeze`` spec applied (BatchNorm as ``--train-bn``
     says), on shuffled, augmented training batches, one pass or 100 steps, whichever is fewer (at least 30,
-    cycling through the batches); the ``trainable`` flags are put back afterwards.
+    cycling through the batches, made by ``datasets()`` as for :func:`head_sweep`); the ``trainable`` flags are
+    put back afterwards.
 
     Example:
-        >>> fine_tune_sweep(config, prepared).suggestion  # doctest: +SKIP
+        >>> fine_tune_sweep(config, prepared, datasets).suggestion  # doctest: +SKIP
         0.000316
     """
     from graftkit.model.freeze import apply_freeze, for_base, parse_freeze
 
     with left_as_it_was(run.model):
         apply_freeze(run.base.model, for_base(parse_freeze(config.freeze), run.base), train_bn=config.train_bn)
-        return _model_sweep(config, run, "fine_tune")
+        return _model_sweep(config, run, "fine_tune", datasets)
 
 
-def _model_sweep(config, run, name: str) -> LRFind:
+def _model_sweep(config, run, name: str, datasets) -> LRFind:
     """A sweep through the whole model, its flags as they are, on freshly made training batches."""
-    from graftkit.training.pipeline import _datasets
-
     with left_as_it_was(run.model):  # the batches' augmentation layers draw seeds from the global state
-        train_data, _ = _datasets(config, run)  # new datasets: the stage's own shuffles stay as they would be
+        train_data, _ = datasets()  # new datasets: the stage's own shuffles stay as they would be
         per_pass = math.ceil(len(run.split.train) / config.batch_size)
         steps = min(STEPS, max(MIN_STEPS, per_pass))
         cycling = f", cycling through its {per_pass} batches" if per_pass < steps else ""
@@ -515,12 +517,12 @@ class AutoRates:
     or of the default 0.001 when none was found (L-BFGS, ``--epochs 0``).
 
     Example:
-        >>> rates = AutoRates(config, prepared)  # doctest: +SKIP
+        >>> rates = AutoRates(config, prepared, datasets)  # doctest: +SKIP
         >>> learning_rate = rates.head(views=0)  # doctest: +SKIP
     """
 
-    def __init__(self, config, run):
-        self.config, self.run = config, run
+    def __init__(self, config, run, datasets):
+        self.config, self.run, self.datasets = config, run, datasets
         self.asked = {"lr": config.lr, "fine_tune_lr": config.fine_tune_lr}
         self.sweeps: dict[str, LRFind] = {}
         self.rates: dict[str, dict] = {}
@@ -543,7 +545,7 @@ class AutoRates:
         if self.asked["lr"] != AUTO:
             return self.config.lr
         if "head" not in self.rates:
-            sweep = head_sweep(self.config, self.run, views=views)
+            sweep = head_sweep(self.config, self.run, self.datasets, views=views)
             if sweep is None:
                 self.rates["head"] = {"lr": None, "how": "none: the head is fitted by L-BFGS"}
             else:
@@ -561,7 +563,7 @@ class AutoRates:
         suggestion with ``auto``, or a tenth of the head's rate (found or default) with ``--lr auto``."""
         asked = self.asked["fine_tune_lr"]
         if asked == AUTO and "fine_tune" not in self.rates:
-            sweep = fine_tune_sweep(self.config, self.run)
+            sweep = fine_tune_sweep(self.config, self.run, self.datasets)
             self.sweeps["fine_tune"] = sweep
             self.rates["fine_tune"] = {"lr": sweep.suggestion, "how": f"found by lr-find ({sweep.rule})"}
             log.info(f"--fine-tune-lr auto: fine-tuning at {sweep.suggestion:g} (curve in "
@@ -594,112 +596,3 @@ class AutoRates:
         found = {name: sweep.summary() for name, sweep in self.sweeps.items()}
         return {"learning_rates": self.rates,
                 **({"lr_find": {**found, "plot": LR_FIND_PLOT}} if found else {})}
-
-
-@dataclass
-class Finding:
-    """What ``graft lr-find`` found: the sweeps (``head``, and ``fine_tune`` unless ``--freeze all``) and where
-    their curves are.
-
-    Attributes:
-        head: the head's sweep.
-        fine_tune: fine-tuning's sweep (after the head was trained as ``graft train`` trains it), or None.
-        folder: the folder of ``lr_find.png`` and ``lr_find.json``.
-        plot: ``lr_find.png``.
-        notes: lines about how the rates apply (e.g. a head fitted by L-BFGS).
-    """
-
-    head: LRFind
-    fine_tune: LRFind | None
-    folder: Path
-    plot: Path
-    notes: list = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        """The results, one line each, as ``graft train`` options.
-
-        Example:
-            >>> Finding(LRFind(suggestion=0.01), LRFind(suggestion=0.0003), Path("."), Path("p.png")).lines()
-            ['--lr 0.01', '--fine-tune-lr 0.0003']
-        """
-        out = [f"--lr {self.head.suggestion:g}"]
-        if self.fine_tune is not None:
-            out.append(f"--fine-tune-lr {self.fine_tune.suggestion:g}")
-        return out
-
-
-def lr_find_config(config) -> Finding:
-    """``graft lr-find``: both sweeps for a validated :class:`graftkit.config.TrainConfig`, the curves written.
-
-    The data, base, head and model are made as ``graft train`` makes them. The head is swept on the cached
-    features; then (unless ``--freeze all``) the head is trained as the head stage trains it (by L-BFGS, or
-    by epochs at ``--lr``, or at the found rate when ``--lr`` is ``auto``, the default here) and fine-tuning
-    is swept from there. Nothing of a run is written: only ``lr_find.png`` and ``lr_find.json``, into
-    ``--out`` or a new ``runs/TIME-lr-find-BASE`` folder.
-
-    Example:
-        >>> from graftkit.config import TrainConfig
-        >>> found = lr_find_config(TrainConfig(data="photos", lr="auto").validated())  # doctest: +SKIP
-        >>> found.lines()  # doctest: +SKIP
-        ['--lr 0.0112', '--fine-tune-lr 0.000316']
-    """
-    import keras
-
-    from graftkit import runfolder
-    from graftkit.bases.spec import TFIDF
-    from graftkit.model.freeze import for_base, parse_freeze
-    from graftkit.model.precision import policy_for, using
-    from graftkit.training import pipeline
-    from graftkit.training.distribute import Session
-
-    if config.base == TFIDF:
-        raise GraftError("--base tfidf is fitted in one go, without a learning rate: there is no rate to find")
-    keras.utils.set_random_seed(config.seed)
-    folder = runfolder.new_run_dir(config.out, f"lr-find-{Path(config.base).name}")
-    notes = []
-    with using(policy_for(config.precision)):
-        run = pipeline._prepare(config, None, Session(scratch=folder))  # scratch: no run folder is written
-        run.run_dir = folder
-        with log.counting(pipeline.examples(run.split)):
-            run.base.model.trainable = False
-            head = head_sweep(config, run, force=True)
-            from graftkit.training.head_stage import after_pooling
-
-            in_memory = config.feature_cache != "disk"  # "auto" keeps features that fit in memory
-            if config.feature_cache != "off" and _solver(config, after_pooling(run.head)[1], in_memory) == "lbfgs":
-                note = (f"graft train fits this head by L-BFGS (--head-solver {config.head_solver}), which takes no "
-                        "learning rate: the head's rate applies with --head-solver adam (or a head with --hidden)")
-                notes.append(note)
-                log.info(f"lr-find: {note}")
-            fine_tune = None
-            if for_base(parse_freeze(config.freeze), run.base).kind != "all":
-                _train_head(config, run, head.suggestion if config.lr == AUTO else config.lr)
-                fine_tune = fine_tune_sweep(config, run)
-            else:
-                log.info("lr-find: --freeze all: no fine-tuning, no fine-tuning sweep")
-    sweeps = {"head": head, **({"fine_tune": fine_tune} if fine_tune else {})}
-    plot = write_sweeps(folder, sweeps)
-    log.info(f"lr-find: loss against learning rate in {plot} (curves in {folder / LR_FIND_FILE})")
-    return Finding(head, fine_tune, folder, plot, notes)
-
-
-def _train_head(config, run, learning_rate: float) -> None:
-    """The head stage as ``graft train`` runs it (no checkpoint), so fine-tuning is swept from a trained head."""
-    if not config.epochs:
-        log.info("lr-find: --epochs 0: fine-tuning is swept from the untrained head")
-        return
-    common = {"patience": config.patience, "class_weight": run.class_weight, "task": run.task}
-    if config.feature_cache != "off":
-        from graftkit.training.head_stage import cached_head_stage, choose_views
-
-        views, _ = choose_views(config.aug_views, config.augment and run.split.modality == "image")
-        cached_head_stage(run.base, run.head, run.split, views=views, batch_size=config.batch_size,
-                          epochs=config.epochs, learning_rate=learning_rate, feature_cache=config.feature_cache,
-                          feature_memory_mb=config.feature_memory_mb, seed=config.seed, solver=config.head_solver, **common)
-    else:
-        from graftkit.training.pipeline import _datasets
-        from graftkit.training.stages import fit_stage
-
-        train_data, val_data = _datasets(config, run)
-        fit_stage("head", run.model, train_data, val_data, epochs=config.epochs, learning_rate=learning_rate,
-                  samples=len(run.split.train), **common)

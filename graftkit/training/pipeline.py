@@ -216,7 +216,7 @@ def _train_stages(config: TrainConfig, run: _Prepared):
     stages, cached = [], None
     from graftkit.training.lr_find import AutoRates
 
-    rates = run.rates = AutoRates(config, run)  # an "auto" rate: a sweep as its stage starts
+    rates = run.rates = AutoRates(config, run, lambda: _datasets(config, run))  # "auto": a sweep as its stage starts
     logs = _tensorboard(config, run.run_dir)
     run.base.model.trainable = False
     head_done = resume.finished("head")
