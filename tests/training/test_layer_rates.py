@@ -138,6 +138,22 @@ class Interrupted(Exception):
     pass
 
 
+def interrupt_at(monkeypatch, stage: str, epoch: int):
+    """Make the run raise :class:`Interrupted` once the checkpoint of ``stage``'s ``epoch`` is written; returns
+    the real ``Checkpointer.epoch_done``."""
+    from graftkit.training import checkpoint
+
+    real = checkpoint.Checkpointer.epoch_done
+
+    def dying(self, at_stage, at_epoch, *args, **kwargs):
+        real(self, at_stage, at_epoch, *args, **kwargs)
+        if (at_stage, at_epoch) == (stage, epoch):
+            raise Interrupted
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "epoch_done", dying)
+    return real
+
+
 def _recording(monkeypatch):
     """The optimizers fine-tuning makes, as they are made."""
     made = []
@@ -203,14 +219,7 @@ def test_an_interrupted_run_resumes_its_rates_and_schedule(tiny, monkeypatch):
     from graftkit.api import resume
     from graftkit.training import checkpoint
 
-    real = checkpoint.Checkpointer.epoch_done
-
-    def dying(self, stage, epoch, *args, **kwargs):
-        real(self, stage, epoch, *args, **kwargs)
-        if (stage, epoch) == ("fine_tune", 1):
-            raise Interrupted
-
-    monkeypatch.setattr(checkpoint.Checkpointer, "epoch_done", dying)
+    real = interrupt_at(monkeypatch, "fine_tune", 1)
     with pytest.raises(Interrupted):
         _train(tiny, "interrupted")
     trained = []

@@ -24,7 +24,8 @@ from graftkit.training.schedules import GroupedAdamW, fine_tune_optimizer
 from graftkit.training.stages import fit_stage
 from graftkit.training.unfreeze import GradualUnfreezing
 from tests.helpers import quiet_main, tiny_cnn, write_images
-from tests.training.test_layer_rates import EPOCHS, OPTIONS, Interrupted, _recording, batch, named_model
+from tests.training.test_layer_rates import (EPOCHS, OPTIONS, Interrupted, _recording, batch, interrupt_at,
+                                             named_model)
 
 EVERY = 2  # steps after which the next group down opens
 OPENS_2 = r"gradual unfreezing: epoch 2: group 2 from the top \('rescaling\w*'...\) opens"  # the tiny CNN's stem
@@ -253,14 +254,7 @@ def test_an_interrupted_run_resumes_with_the_groups_it_had_opened(tmp_path_facto
     root = tmp_path_factory.mktemp("unfreeze_resume")
     write_images(root / "images", {"red": 12, "green": 12, "blue": 12})
     tiny_cnn(root / "personal.keras", classes=3)
-    real = checkpoint.Checkpointer.epoch_done
-
-    def dying(self, stage, epoch, *args, **kwargs):
-        real(self, stage, epoch, *args, **kwargs)
-        if (stage, epoch) == ("fine_tune", 1):
-            raise Interrupted
-
-    monkeypatch.setattr(checkpoint.Checkpointer, "epoch_done", dying)
+    real = interrupt_at(monkeypatch, "fine_tune", 1)
     options = {**OPTIONS, "lr_decay": 1.0, "freeze": "none", "unfreeze_every": 1, "fine_tune_epochs": 3}
     log.set_quiet(True)
     try:
