@@ -61,11 +61,8 @@ def rate_or_auto(text):
         return float(text)
     except (TypeError, ValueError):
         pass
-    try:
-        low, high = (float(part) for part in str(text).split(":"))
-    except ValueError:
-        return text
-    return f"{low:g}:{high:g}"
+    bounds = rate_range(str(text))
+    return text if bounds is None else f"{bounds[0]:g}:{bounds[1]:g}"
 
 
 def rate_range(value) -> tuple[float, float] | None:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graftkit import log
+from graftkit.config import AUTO
 from graftkit.errors import GraftError
-from graftkit.training.lr_find import (AUTO, LR_FIND_FILE, LRFind, fine_tune_sweep, head_sweep, solver_of,
+from graftkit.training.lr_find import (LR_FIND_FILE, LRFind, fine_tune_sweep, head_sweep, solver_of,
                                        write_sweeps)
 
 
@@ -107,21 +108,9 @@ def lr_find_config(config) -> Finding:
 
 def _train_head(config, run, learning_rate: float, datasets) -> None:
     """The head stage as ``graft train`` runs it (no checkpoint), so fine-tuning is swept from a trained head."""
+    from graftkit.training.pipeline import head_stage
+
     if not config.epochs:
         log.info("lr-find: --epochs 0: fine-tuning is swept from the untrained head")
         return
-    common = {"patience": config.patience, "class_weight": run.class_weight, "task": run.task}
-    if config.feature_cache != "off":
-        from graftkit.training.head_stage import cached_head_stage, choose_views
-
-        views, _ = choose_views(config.aug_views, config.augment and run.split.modality == "image")
-        cached_head_stage(run.base, run.head, run.split, views=views, batch_size=config.batch_size,
-                          epochs=config.epochs, learning_rate=learning_rate, feature_cache=config.feature_cache,
-                          feature_memory_mb=config.feature_memory_mb, seed=config.seed, solver=config.head_solver,
-                          **common)
-    else:
-        from graftkit.training.stages import fit_stage
-
-        train_data, val_data = datasets()
-        fit_stage("head", run.model, train_data, val_data, epochs=config.epochs, learning_rate=learning_rate,
-                  samples=len(run.split.train), **common)
+    head_stage(config, run, lambda views: learning_rate, datasets)

@@ -43,16 +43,16 @@ from pathlib import Path
 import numpy as np
 
 from graftkit import log
+from graftkit.config import AUTO, FIELDS
 from graftkit.errors import GraftError
 
-AUTO = "auto"
 START, END, STEPS = 1e-7, 10.0, 100
 MIN_STEPS = 30  # a fine-tuning sweep on fewer batches than this cycles through them again
 SMOOTHING = 0.98  # fastai's beta for 100 steps; a shorter sweep smooths over the same share of its range
 DIVERGE = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 SUGGEST_RANGE = (1e-6, 0.1)
 RISEN = 1.25  # the loss has risen for good once it stays above this many times its flat level
-DEFAULT_LR = 1e-3  # the head's rate where none is found (graftkit.config's --lr default)
+DEFAULT_LR = FIELDS["lr"].default  # the head's rate where none is found
 LR_FIND_FILE = "lr_find.json"
 LR_FIND_PLOT = "lr_find.png"
 STAGE_NAMES = {"head": "head", "fine_tune": "fine-tuning"}
@@ -342,12 +342,11 @@ def _train_step(model, task, optimizer, variables, class_weight):
     """One compiled training step: forward in training mode, the task's mean (class-weighted) loss, Adam."""
     import tensorflow as tf
 
+    from graftkit.data.pipeline import weight_table
+
     weights = None
     if class_weight and task.kind == "single":
-        table = np.ones(int(model.output.shape[-1]), np.float32)
-        for index, weight in class_weight.items():
-            table[int(index)] = weight
-        weights = tf.constant(table)
+        weights = tf.constant(weight_table(class_weight, int(model.output.shape[-1])))
 
     @tf.function(reduce_retracing=True)
     def step(x, y):
@@ -492,15 +491,17 @@ def _say(sweep: LRFind) -> None:
              f"{sweep.steps} steps, {stop}{least})")
 
 
-def write_sweeps(folder: Path, sweeps: dict, rates: dict | None = None) -> Path:
-    """``lr_find.json`` (the curves) and ``lr_find.png`` (:func:`graftkit.results.plots.plot_lr_find`) in
-    ``folder``; returns the PNG's path."""
+def write_sweeps(folder: Path, sweeps: dict, rates: dict | None = None) -> Path | None:
+    """``lr_find.json`` (the curves, and ``rates`` when given) and, when there are sweeps, ``lr_find.png``
+    (:func:`graftkit.results.plots.plot_lr_find`) in ``folder``; returns the PNG's path, or None."""
     from graftkit.files import atomic_write_json
     from graftkit.results.plots import plot_lr_find
 
     folder = Path(folder)
     atomic_write_json(folder / LR_FIND_FILE, {"sweeps": {name: sweep.to_dict() for name, sweep in sweeps.items()},
                                               **({"learning_rates": rates} if rates else {})})
+    if not sweeps:
+        return None
     titles = {STAGE_NAMES.get(name, name): sweep.to_dict() for name, sweep in sweeps.items()}
     return plot_lr_find(titles, folder / LR_FIND_PLOT)
 
@@ -582,12 +583,7 @@ class AutoRates:
         return self.config.fine_tune_lr
 
     def _write(self) -> None:
-        if self.sweeps:
-            write_sweeps(self.run.run_dir, self.sweeps, self.rates)
-        else:
-            from graftkit.files import atomic_write_json
-
-            atomic_write_json(Path(self.run.run_dir) / LR_FIND_FILE, {"sweeps": {}, "learning_rates": self.rates})
+        write_sweeps(self.run.run_dir, self.sweeps, self.rates)
 
     def metrics(self) -> dict:
         """What ``metrics.json`` says of the rates (nothing without ``auto``)."""

@@ -207,7 +207,7 @@ def _train_stages(config: TrainConfig, run: _Prepared):
     """The head stage (on cached features unless ``--feature-cache off``), then fine-tuning; their results."""
     from graftkit.model.freeze import for_base, parse_freeze
     from graftkit.training import checkpoint
-    from graftkit.training.stages import fine_tune_stage, fit_stage
+    from graftkit.training.stages import fine_tune_stage
 
     split, resume, saver = run.split, run.resume, run.saver
     train_data, val_data = _datasets(config, run)
@@ -223,24 +223,10 @@ def _train_stages(config: TrainConfig, run: _Prepared):
     if head_done:
         stages.append(_stage_result(head_done))
         checkpoint.put_back(run.head, resume.head_weights)
-    elif config.epochs and config.feature_cache != "off":
-        from graftkit.training.head_stage import cached_head_stage, choose_views
-
-        views, why = choose_views(config.aug_views, config.augment and split.modality == "image")
-        if split.modality == "text":
-            why = "each text's embedding computed once"
-        log.info(f"head stage on cached base features: {why}")
-        result, cached = cached_head_stage(
-            run.base, run.head, split, views=views, batch_size=config.batch_size, epochs=config.epochs,
-            learning_rate=rates.head(views=views), feature_cache=config.feature_cache,
-            feature_memory_mb=config.feature_memory_mb,
-            seed=config.seed, callbacks=logs("head"), resume=resume.state_of("head"), solver=config.head_solver,
-            **common)
-        stages.append(result)
     elif config.epochs:
-        stages.append(fit_stage("head", run.model, train_data, val_data, epochs=config.epochs,
-                                learning_rate=rates.head(), callbacks=logs("head"), resume=resume.state_of("head"),
-                                samples=len(split.train), **common))
+        result, cached = head_stage(config, run, lambda views: rates.head(views=views), lambda: (train_data, val_data),
+                                    callbacks=logs("head"), resume=resume.state_of("head"), checkpoint=saver)
+        stages.append(result)
     if config.epochs and not head_done:
         saver.stage_done(stages[-1], head_weights=run.head.get_weights())
     freeze = for_base(parse_freeze(config.freeze), run.base)
@@ -273,6 +259,40 @@ def _unfreezing(config: TrainConfig):
     from graftkit.training.unfreeze import GradualUnfreezing
 
     return GradualUnfreezing(config.unfreeze_every)
+
+
+def head_stage(config: TrainConfig, run: _Prepared, rate, datasets, *, callbacks=None, resume=None, checkpoint=None):
+    """The head stage as ``graft train`` runs it: on the base's cached features unless ``--feature-cache off``,
+    else through the frozen base on the run's datasets.
+
+    Args:
+        config, run: the run's validated config and prepared state (:func:`_prepare`).
+        rate: a function of the stage's augmented views (0: exact features) giving its learning rate.
+        datasets: a function giving the run's ``(train, val)`` datasets (:func:`_datasets`), called only with
+            ``--feature-cache off``.
+        callbacks, resume, checkpoint: as for :func:`graftkit.training.stages.fit_stage`.
+
+    Returns:
+        ``(result, cached)``: the :class:`graftkit.training.stages.StageResult` and the cached features
+        (None with ``--feature-cache off``).
+    """
+    from graftkit.training.stages import fit_stage
+
+    common = {"patience": config.patience, "class_weight": run.class_weight, "checkpoint": checkpoint,
+              "task": run.task, "strategy": run.strategy, "callbacks": callbacks, "resume": resume}
+    if config.feature_cache == "off":
+        return fit_stage("head", run.model, *datasets(), epochs=config.epochs, learning_rate=rate(0),
+                         samples=len(run.split.train), **common), None
+    from graftkit.training.head_stage import cached_head_stage, choose_views
+
+    views, why = choose_views(config.aug_views, config.augment and run.split.modality == "image")
+    if run.split.modality == "text":
+        why = "each text's embedding computed once"
+    log.info(f"head stage on cached base features: {why}")
+    return cached_head_stage(run.base, run.head, run.split, views=views, batch_size=config.batch_size,
+                             epochs=config.epochs, learning_rate=rate(views), feature_cache=config.feature_cache,
+                             feature_memory_mb=config.feature_memory_mb, seed=config.seed,
+                             solver=config.head_solver, **common)
 
 
 def _fine_tune_optimizer(config: TrainConfig, run: _Prepared, unfreezing=None):
