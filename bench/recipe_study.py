@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,7 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 VARIANTS = {
-    "adam head (default)": {"head_solver": "adam"},
+    "adam head (default)": {"head_solver": "adam"},  # before c1ed980, when --schedule auto was constant for images
+    "the defaults before issue 16": {"head_solver": "adam", "schedule": "constant"},
+    "the defaults": {},
     "lbfgs head": {"head_solver": "lbfgs"},
     "adam head, frozen": {"head_solver": "adam", "freeze": "all"},
     "adam head 200 ep, frozen": {"head_solver": "adam", "freeze": "all", "epochs": 200, "patience": 10},
@@ -46,6 +49,11 @@ VARIANTS = {
     "fine-tune lr auto": {"fine_tune_lr": "auto"},  # with lr-find's valley rule for fine-tuning (before dad4bb5)
     "fine-tune lr auto (rise/10)": {"fine_tune_lr": "auto"},  # with its rise/10 rule against the flat level
     "advise's command": {"advise": True},  # the base and --freeze that graftkit.advise recommends for fit/
+    # With ../shared/weights as $GRAFT_WEIGHTS_DIR, advise probes four bases: its base rule at work.
+    "advise's command, 4 bases": {"advise": True, "shared_weights": True},
+    "mobilenet_v2_0.5": {"base": "mobilenet_v2_0.5", "shared_weights": True},
+    "mobilenet_v2_0.35": {"base": "mobilenet_v2_0.35", "shared_weights": True},
+    "mobilenet_0.25": {"base": "mobilenet_0.25", "shared_weights": True},
     "gradual unfreezing every 2 epochs": {"unfreeze_every": 2},
     "adam head 200 ep, patience 3, frozen": {"head_solver": "adam", "freeze": "all", "epochs": 200},
     "hidden 1024, 10 ep, frozen": {"hidden": [1024], "freeze": "all"},
@@ -56,6 +64,9 @@ VARIANTS = {
     "last:50%": {"freeze": "last:50%"},
     "fine-tune lr 3e-4": {"fine_tune_lr": 3e-4},
     "no class weights": {"class_weights": "none"},
+    "no class weights, 4 fine-tuning views": {"class_weights": "none", "fine_tune_views": 4},
+    "no class weights, train BN": {"class_weights": "none", "train_bn": True},
+    "no class weights, fine-tuning cache off": {"class_weights": "none", "fine_tune_cache": "off"},
     "last:50%, 20 epochs": {"freeze": "last:50%", "fine_tune_epochs": 20},
     "no class weights, last:50%, 20 epochs": {"class_weights": "none", "freeze": "last:50%", "fine_tune_epochs": 20},
     "300 px, no class weights, last:50%, 20 epochs": {"image_size": 300, "class_weights": "none",
@@ -101,10 +112,16 @@ def _read(path: Path) -> list[dict]:
 
 def _run(name: str, seed: int, variant: str, layout: Path, work: Path) -> dict:
     out = work / "runs" / f"{name}-{seed}-{variant.replace(' ', '_').replace('/', '_').replace(':', '_')}"
-    job = {"fit": str(layout / "fit"), "test": str(layout / "test"), "out": str(out), "seed": seed,
-           "options": VARIANTS[variant]}
+    options = dict(VARIANTS[variant])
+    env = dict(os.environ)
+    if options.pop("shared_weights", False):
+        from graftkit.settings import shared_dir
+
+        env["GRAFT_WEIGHTS_DIR"] = str(shared_dir() / "weights")
+    job = {"fit": str(layout / "fit"), "test": str(layout / "test"), "out": str(out), "seed": seed, "options": options}
     started = time.perf_counter()
-    child = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True)
+    child = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True,
+                           env=env)
     row = {"set": name, "seed": seed, "variant": variant, "seconds": round(time.perf_counter() - started, 1)}
     if child.returncode != 0:
         return {**row, "error": (child.stderr.strip().splitlines() or ["?"])[-1]}
@@ -123,7 +140,9 @@ def _child(job: dict) -> None:
     if options.pop("advise", False):
         started = time.perf_counter()
         advice = graftkit.advise(job["fit"], seed=job["seed"])
-        advised = {"base": advice.base, "freeze": advice.freeze, "seconds": round(time.perf_counter() - started, 1)}
+        advised = {"base": advice.base, "freeze": advice.freeze, "seconds": round(time.perf_counter() - started, 1),
+                   "probes": {c.base: [c.accuracy, c.spread, c.images_per_second] for c in advice.candidates
+                              if c.accuracy is not None}}
         options.update(base=advice.base, **({"freeze": advice.freeze} if advice.freeze else {}))
     run = graftkit.train(job["fit"], out=job["out"], seed=job["seed"], **options)
     row = {**({"advised": advised} if advised else {}), "test_accuracy": round(run.evaluate(job["test"])["accuracy"], 4),
