@@ -13,8 +13,8 @@ folders that ``graftkit.train`` sees, and a held-out ``test/`` folder that only 
 - ``few``: the small-many-class case made from the others: the 5 flower classes and the 2 insects, 14 training,
   6 validation and up to 40 test images a class, drawn by the seed.
 
-Each variant is ``graftkit.train`` with options on top of the defaults (EfficientNet-Lite0, the head by L-BFGS,
-10 fine-tuning epochs of ``last:30%``, warm-up + cosine), in a child process of its own (``advise's command``:
+Each variant is ``graftkit.train`` with options on top of the defaults (EfficientNet-Lite0, the head by L-BFGS on
+its stages' features, 10 fine-tuning epochs of ``last:30%``, warm-up + cosine), in a child process of its own (``advise's command``:
 ``graftkit.advise`` on ``fit/`` first, then the base and ``--freeze`` it recommends; its time counts), then ``Run.evaluate`` on the test part,
 plain and, where the option exists, with test-time augmentation. The features of the frozen base are computed
 once per image through the feature cache and shared by every variant, so "frozen" variants cost seconds.
@@ -69,6 +69,11 @@ VARIANTS = {
     "no class weights, fine-tuning cache off": {"class_weights": "none", "fine_tune_cache": "off"},
     "last:50%, 20 epochs": {"freeze": "last:50%", "fine_tune_epochs": 20},
     "no class weights, last:50%, 20 epochs": {"class_weights": "none", "freeze": "last:50%", "fine_tune_epochs": 20},
+    # --head-input (multi-level features): top was the only head input before; auto is stages since.
+    "head input top": {"head_input": "top"},
+    "head input stages": {"head_input": "stages"},
+    "head input top, frozen": {"head_input": "top", "freeze": "all"},
+    "head input stages, frozen": {"head_input": "stages", "freeze": "all"},
     "300 px, no class weights, last:50%, 20 epochs": {"image_size": 300, "class_weights": "none",
                                                       "freeze": "last:50%", "fine_tune_epochs": 20},
 }

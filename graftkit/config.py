@@ -181,6 +181,12 @@ class TrainConfig:
     train_bn: bool = option(False, "let BatchNorm layers update their statistics while fine-tuning (off: safer on "
                                    "small batches)")
     pooling: str = option("avg", "global pooling of the base's feature map in the head", choices=["avg", "max"])
+    head_input: str = option("auto", "what the head takes from an image base: top (its output, pooled), stages "
+                                     "(the end of each of its stages at 1/8 of the input's side or coarser, and "
+                                     "its output, each pooled, side by side: Head2Toe's multi-level features; each "
+                                     "feature standardized for the linear head) or auto: stages where the base can "
+                                     "be tapped and the head is fitted by L-BFGS, else top",
+                               choices=["auto", "top", "stages"])
     hidden: list[int] = option([], "sizes of hidden Dense layers in the head", nargs="*", metavar="UNITS",
                                shown="none", check=(lambda v: all(u >= 1 for u in v), "use positive layer sizes"))
     label_smoothing: float = option(0.0, "soften the classification targets of the loss by this share (0.1: the "
@@ -358,6 +364,8 @@ class TrainConfig:
         """Read a ``config.json`` written by an earlier run."""
         try:
             values = json.loads(Path(path).read_text())
+            if isinstance(values, dict):
+                values.setdefault("head_input", "top")  # the only head input before the option; a resume keeps it
             return cls.from_options(**values)
         except (OSError, ValueError, TypeError, GraftError) as error:
             raise GraftError(f"cannot read run configuration '{path}': {error}") from None

@@ -243,6 +243,7 @@ def find_boundary(model, *, train_bn: bool = False, move_down_above: float = MOV
     if not any(layer.weights for layer in layers[:first]):
         name = next(layer.name for layer in layers if layer.weights)
         return None, f"the freeze spec trains the base's first layer ('{name}'): nothing frozen below it to cache"
+    layers, first = _frozen_first(model, layers, first)
     index = {id(layer): i for i, layer in enumerate(layers)}
     made, last_use, tensors = {}, {}, {}  # tensor id -> producing index, last consuming index, the tensor
     source = model.inputs[0]
@@ -288,6 +289,27 @@ def find_boundary(model, *, train_bn: bool = False, move_down_above: float = MOV
         how = (f"the freeze boundary below {where} cuts through a block: cached all {len(exact)} tensors "
                f"that cross it ({', '.join(f'{n} {s}' for n, s in zip(names, shapes))})")
     return Boundary(bottom, top, names, shapes, move, how), ""
+
+
+def _frozen_first(model, layers, first: int) -> tuple[list, int]:
+    """``layers`` with every weightless layer above ``first`` that takes only frozen tensors moved down into the
+    frozen prefix (Keras orders a model's layers by their depth from the output, so the pooling of a low stage,
+    :mod:`graftkit.model.stages`, comes last), and the first trained layer's new index: the boundary then
+    caches the pooled vector rather than the stage's whole map."""
+    import keras
+
+    from graftkit.model.graph import node_of, producer
+
+    prefix, rest = list(layers[:first]), []
+    below = {id(layer) for layer in prefix}
+    for layer in layers[first:]:
+        makers = [producer(tensor)[0] for tensor in node_of(model, layer).input_tensors]
+        if not layer.weights and all(isinstance(m, keras.layers.InputLayer) or id(m) in below for m in makers):
+            prefix.append(layer)
+            below.add(id(layer))
+        else:
+            rest.append(layer)
+    return prefix + rest, len(prefix)
 
 
 def _in_graph(model, layer, node) -> bool:

@@ -195,8 +195,9 @@ def apply_freeze(base, spec: FreezeSpec, *, train_bn: bool = False) -> int:
     import keras
 
     from graftkit.model.graph import flatten_layers, is_inference_only
+    from graftkit.model.stages import is_stage_layer
 
-    layers = flatten_layers(base)
+    layers = [layer for layer in flatten_layers(base) if not is_stage_layer(layer)]  # last:P% counts the base's own
     first = _first_trained(layers, spec, train_bn, base)
     if first < len(layers) and is_inference_only(base):
         source = getattr(base, "_graft_source", base.name)
@@ -207,6 +208,9 @@ def apply_freeze(base, spec: FreezeSpec, *, train_bn: bool = False) -> int:
     for index, layer in enumerate(layers):
         layer.trainable = index >= first and (
             train_bn or not isinstance(layer, keras.layers.BatchNormalization))
+    for layer in flatten_layers(base):
+        if is_stage_layer(layer):
+            layer.trainable = False  # weightless, and frozen: the boundary cache may take them into its prefix
     if spec.kind == "all":
         base.trainable = False
     return len(base.trainable_weights)

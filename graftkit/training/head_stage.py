@@ -135,8 +135,10 @@ def cached_head_stage(base, head, split, *, views: int, batch_size: int, epochs:
     if choose_solver(solver, trained, in_memory) == "lbfgs":
         from graftkit.training.linear_head import fit_linear_head
 
+        from graftkit.model.stages import has_stage_features
+
         result = fit_linear_head(trained, train, split.train.labels, val, split.val.labels, task=task,
-                                 class_weight=class_weight)
+                                 class_weight=class_weight, per_dimension=has_stage_features(base.model))
         _summaries(callbacks, result.history)
     elif in_memory and not callbacks and strategy is not None:
         result = _fit_on_replicas(strategy, trained, train, split.train.labels, val, split.val.labels,

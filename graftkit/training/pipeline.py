@@ -93,6 +93,7 @@ def _prepare(config: TrainConfig, resume, session) -> _Prepared:
     from graftkit.data.layout import load_split
     from graftkit.data.pipeline import class_weights
     from graftkit.model.head import assemble, build_head
+    from graftkit.model.stages import head_input_base
     from graftkit.model.task import Task
     from graftkit.training import checkpoint
 
@@ -104,13 +105,23 @@ def _prepare(config: TrainConfig, resume, session) -> _Prepared:
     log.info(f"data: {len(split.train)} training and {len(split.val)} validation {examples(split)}, {what} "
              f"({split.how}; task {split.task})")
     warnings = list(split.warnings)
+    if config.head_input == "stages" and (config.base == TFIDF or split.modality == "text"):
+        raise GraftError("--head-input stages pools an image base's stages, and this base reads texts: leave "
+                         "--head-input out (or use top)")
     if config.base == TFIDF:
         base = _Fitted(source=TFIDF)
     elif split.modality == "text":
         base = _text_base(config, split)
     else:
-        base = load_base(config.base, image_size=config.image_size, weights=config.weights, cut=config.cut,
-                         preprocess=config.preprocess, trust_model=config.trust_model)
+        head_input = config.head_input
+        if head_input == "auto" and (config.hidden or config.head_solver == "adam"):
+            log.info("head input: the base's output only (the stages' features are standardized by the L-BFGS "
+                     "head, and this head trains by epochs)")
+            head_input = "top"
+        base = head_input_base(load_base(config.base, image_size=config.image_size, weights=config.weights,
+                                         cut=config.cut, preprocess=config.preprocess,
+                                         trust_model=config.trust_model),
+                               head_input, pooling=config.pooling)
         upscaled = upscale_warning(split.sizes, split.train.paths + split.val.paths, base.image_size)
         warnings += [upscaled] if upscaled else []
     if config.precision != "float32" and base.model is not None:
