@@ -14,12 +14,13 @@ folders that ``graftkit.train`` sees, and a held-out ``test/`` folder that only 
   6 validation and up to 40 test images a class, drawn by the seed.
 
 Each variant is ``graftkit.train`` with options on top of the defaults (EfficientNet-Lite0, the head by L-BFGS on
-its stages' features, 10 fine-tuning epochs of ``last:30%``, warm-up + cosine), in a child process of its own (``advise's command``:
+its stages' features, each stage's average and maximum, 10 fine-tuning epochs of ``last:30%``, warm-up + cosine), in a child process of its own (``advise's command``:
 ``graftkit.advise`` on ``fit/`` first, then the base and ``--freeze`` it recommends; its time counts), then ``Run.evaluate`` on the test part,
 plain and, where the option exists, with test-time augmentation. The features of the frozen base are computed
 once per image through the feature cache and shared by every variant, so "frozen" variants cost seconds.
 Results go line by line to ``--results`` (JSON lines; a rerun skips what is there), then the table: test
-accuracy mean and sd over the seeds per set, the mean over the sets, and the mean wall time of a run.
+accuracy mean and sd over the seeds per set, the mean over the sets, and the mean wall time of a run; then the
+same for the mean recall over the classes (balanced accuracy: what class weights trade plain accuracy for).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 VARIANTS = {
     "adam head (default)": {"head_solver": "adam"},  # before c1ed980, when --schedule auto was constant for images
-    "the defaults before issue 16": {"head_solver": "adam", "schedule": "constant"},
+    "the defaults before issue 16": {"head_solver": "adam", "schedule": "constant", "pooling": "avg"},
     "the defaults": {},
     "lbfgs head": {"head_solver": "lbfgs"},
     "adam head, frozen": {"head_solver": "adam", "freeze": "all"},
@@ -69,13 +70,18 @@ VARIANTS = {
     "no class weights, fine-tuning cache off": {"class_weights": "none", "fine_tune_cache": "off"},
     "last:50%, 20 epochs": {"freeze": "last:50%", "fine_tune_epochs": 20},
     "no class weights, last:50%, 20 epochs": {"class_weights": "none", "freeze": "last:50%", "fine_tune_epochs": 20},
-    # --head-input (multi-level features): top was the only head input before; auto is stages since.
-    "head input top": {"head_input": "top"},
-    "head input stages": {"head_input": "stages"},
-    "head input top, frozen": {"head_input": "top", "freeze": "all"},
-    "head input stages, frozen": {"head_input": "stages", "freeze": "all"},
+    # --head-input (multi-level features): top was the only head input before; auto is stages since. These ran
+    # with average pooling, the default then (--pooling auto takes avgmax for the L-BFGS head since the fifth round).
+    "head input top": {"head_input": "top", "pooling": "avg"},
+    "head input stages": {"head_input": "stages", "pooling": "avg"},
+    "head input top, frozen": {"head_input": "top", "freeze": "all", "pooling": "avg"},
+    "head input stages, frozen": {"head_input": "stages", "freeze": "all", "pooling": "avg"},
     "300 px, no class weights, last:50%, 20 epochs": {"image_size": 300, "class_weights": "none",
                                                       "freeze": "last:50%", "fine_tune_epochs": 20},
+    # --pooling avgmax: each map's average and maximum side by side (fastai's concat pooling); the default for the
+    # L-BFGS head since the fifth round (--pooling auto).
+    "pooling avgmax": {"pooling": "avgmax"},
+    "pooling avgmax, frozen": {"pooling": "avgmax", "freeze": "all"},
 }
 
 
@@ -150,7 +156,10 @@ def _child(job: dict) -> None:
                               if c.accuracy is not None}}
         options.update(base=advice.base, **({"freeze": advice.freeze} if advice.freeze else {}))
     run = graftkit.train(job["fit"], out=job["out"], seed=job["seed"], **options)
-    row = {**({"advised": advised} if advised else {}), "test_accuracy": round(run.evaluate(job["test"])["accuracy"], 4),
+    scores = run.evaluate(job["test"])
+    recalls = [entry["recall"] for entry in scores["per_class"].values()]
+    row = {**({"advised": advised} if advised else {}), "test_accuracy": round(scores["accuracy"], 4),
+           "test_mean_recall": round(sum(recalls) / len(recalls), 4),  # balanced accuracy: the rare classes' share
            "val_accuracy": run.metrics.get("accuracy"),
            "stages": {name: {key: stage[key] for key in ("best_epoch", "seconds", "kept")}
                       for name, stage in run.metrics["stages"].items()},
@@ -238,7 +247,8 @@ def _table(rows: list[dict], sets: list[str], variants: list[str]) -> None:
 
     print("| variant | " + " | ".join(sets) + " | mean over sets | mean s a run |")
     print("|---|" + "---:|" * (len(sets) + 2))
-    for key, suffix in (("test_accuracy", ""), ("test_accuracy_tta", ", + --tta")):
+    for key, suffix in (("test_accuracy", ""), ("test_accuracy_tta", ", + --tta"),
+                        ("test_mean_recall", ", mean recall over the classes")):
         for variant in variants:
             chosen = [r for r in rows if r["variant"] == variant and key in r]
             if not chosen:

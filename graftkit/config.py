@@ -15,6 +15,7 @@ from pathlib import Path
 from graftkit.bases.spec import TFIDF
 from graftkit.errors import GraftError
 from graftkit.features.boundary import DEFAULT_VIEWS as DEFAULT_FINE_TUNE_VIEWS
+from graftkit.model.pooling import CHOICES as POOLING_CHOICES
 
 DEFAULT_BASE = "efficientnet_lite0"
 FALLBACK_BASE = "mobilenet_v2"
@@ -180,7 +181,10 @@ class TrainConfig:
                                      "30%% of the base's layers)")
     train_bn: bool = option(False, "let BatchNorm layers update their statistics while fine-tuning (off: safer on "
                                    "small batches)")
-    pooling: str = option("avg", "global pooling of the base's feature map in the head", choices=["avg", "max"])
+    pooling: str = option("auto", "global pooling of the base's feature maps for the head: avg, max, avgmax "
+                                  "(both side by side, fastai's concat pooling) or auto: avgmax for the linear head "
+                                  "fitted by L-BFGS, avg for a head that trains by epochs",
+                          choices=list(POOLING_CHOICES))
     head_input: str = option("auto", "what the head takes from an image base: top (its output, pooled), stages "
                                      "(the end of each of its stages at 1/8 of the input's side or coarser, and "
                                      "its output, each pooled, side by side: Head2Toe's multi-level features; each "
@@ -428,7 +432,7 @@ def check_option(name: str, value) -> None:
         graftkit.errors.GraftError: --image-size 7 is out of range: use 32 or more
         >>> check_option("pooling", "mean")
         Traceback (most recent call last):
-        graftkit.errors.GraftError: --pooling 'mean' is not one of avg, max
+        graftkit.errors.GraftError: --pooling 'mean' is not one of auto, avg, max, avgmax
     """
     meta = FIELDS[name].metadata
     if value is None:

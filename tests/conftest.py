@@ -16,6 +16,15 @@ from tests.helpers import tiny_cnn, write_images
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True)
+def log_not_quiet():
+    """Each test starts with progress messages on, whatever the test before it set (tests read the log)."""
+    from graftkit import log
+
+    log.set_quiet(False)
+    yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def hermetic_caches(tmp_path_factory):
     """Keep tests away from the user's ~/.keras and ~/.cache (and from any earlier run's files)."""

@@ -286,26 +286,25 @@ def _extractor(base, view, seed, pool=None):
 
 
 def pooled_shape(feature_shape, pool: str | None) -> tuple:
-    """The shape of one example's cached features: the base's, or its channels when pooled.
+    """The shape of one example's cached features: the base's, or its pooled channels when pooled.
 
     Example:
-        >>> pooled_shape((7, 7, 1280), "avg"), pooled_shape((7, 7, 1280), None)
-        ((1280,), (7, 7, 1280))
+        >>> pooled_shape((7, 7, 1280), "avg"), pooled_shape((7, 7, 1280), "avgmax"), pooled_shape((7, 7, 1280), None)
+        ((1280,), (2560,), (7, 7, 1280))
     """
+    from graftkit.model.pooling import MODES, pooled_width
+
     shape = tuple(int(d) for d in feature_shape)
     if pool is None:
         return shape
-    if pool not in ("avg", "max") or len(shape) not in (2, 3):
-        raise GraftError(f"cannot pool features of shape {shape} with '{pool}': use avg or max on spatial features")
-    return shape[-1:]
+    if pool not in MODES or len(shape) not in (2, 3):
+        raise GraftError(f"cannot pool features of shape {shape} with '{pool}': use {', '.join(MODES)} on spatial "
+                         "features")
+    return (pooled_width(shape[-1], pool),)
 
 
 def _pooling_layer(rank: int, pool: str | None):
-    """The Keras global pooling layer a head built by :func:`graftkit.head.build_head` starts with."""
-    import keras
+    """The global pooling a head built by :func:`graftkit.model.head.build_head` starts with."""
+    from graftkit.model.pooling import pooler
 
-    if pool is None:
-        return None
-    layers = {(3, "avg"): keras.layers.GlobalAveragePooling2D, (3, "max"): keras.layers.GlobalMaxPooling2D,
-              (2, "avg"): keras.layers.GlobalAveragePooling1D, (2, "max"): keras.layers.GlobalMaxPooling1D}
-    return layers[(rank, pool)]()
+    return None if pool is None else pooler(rank, pool)

@@ -7,6 +7,7 @@ from typing import Sequence
 import keras
 
 from graftkit.errors import GraftError
+from graftkit.model.pooling import MODES as POOLING_MODES, pooler
 
 
 def build_head(
@@ -27,7 +28,8 @@ def build_head(
     Args:
         feature_shape: the base's output shape without the batch axis.
         num_classes: number of classes (the softmax width).
-        pooling: ``avg`` or ``max`` global pooling for spatial features.
+        pooling: global pooling of spatial features: ``avg``, ``max`` or ``avgmax`` (both side by side, see
+            :mod:`graftkit.model.pooling`).
         hidden: sizes of hidden Dense (ReLU) layers, each followed by dropout.
         dropout: dropout rate before each Dense layer; 0 disables it.
         seed: seed of the dropout and weight initialisers.
@@ -43,17 +45,13 @@ def build_head(
     task = task or Task()
     if num_classes < 2 and task.kind == "single":
         raise GraftError(f"a classifier needs at least 2 classes, got {num_classes}")
-    if pooling not in ("avg", "max"):
-        raise GraftError(f"unknown --pooling '{pooling}': use avg or max")
+    if pooling not in POOLING_MODES:
+        raise GraftError(f"unknown --pooling '{pooling}': use {', '.join(POOLING_MODES)}")
     inputs = keras.Input(tuple(feature_shape), name="features")
     x = inputs
     rank = len(feature_shape)
-    if rank == 3:
-        x = (keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D)(
-            name="pool")(x)
-    elif rank == 2:
-        x = (keras.layers.GlobalAveragePooling1D if pooling == "avg" else keras.layers.GlobalMaxPooling1D)(
-            name="pool")(x)
+    if rank in (2, 3):
+        x = pooler(rank, pooling)(x)
     elif rank > 3:
         x = keras.layers.Flatten(name="flatten")(x)
     for index, units in enumerate(hidden):

@@ -85,11 +85,11 @@ def check_stages(model, source: str) -> str:
     return ""
 
 
-def with_stage_features(base, *, pooling: str = "avg"):
+def with_stage_features(base, *, pooling: str = "avgmax"):
     """``base`` (a :class:`graftkit.bases.loader.Base`) ending in its stages' pooled features side by side.
 
-    Each tap of :func:`stage_taps` is pooled globally (``pooling``: ``avg`` or ``max``; a tap that is
-    already a vector is taken as it is) and the results are concatenated into one vector.
+    Each tap of :func:`stage_taps` is pooled globally (``pooling``: one of :data:`graftkit.model.pooling.MODES`;
+    a tap that is already a vector is taken as it is) and the results are concatenated into one vector.
 
     Raises:
         GraftError: the base cannot be tapped (:func:`check_stages` says why).
@@ -98,19 +98,20 @@ def with_stage_features(base, *, pooling: str = "avg"):
         >>> from graftkit.bases.loader import load_base
         >>> base = with_stage_features(load_base("mobilenet_v2_0.35", image_size=96, weights=None))
         >>> base.feature_shape
-        (1328,)
+        (2656,)
     """
     import keras
+
+    from graftkit.model.pooling import pooler
 
     model = base.model
     why = check_stages(model, base.source)
     if why:
         raise GraftError(f"--head-input stages: {why}; use --head-input top")
-    pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}[pooling]
     pooled = []
     for index, layer in enumerate(stage_taps(model)):
         tensor = _output(model, layer)
-        pooled.append(pool(name=f"{POOL_PREFIX}{index}")(tensor) if len(tensor.shape) == 4 else tensor)
+        pooled.append(pooler(3, pooling, name=f"{POOL_PREFIX}{index}")(tensor) if len(tensor.shape) == 4 else tensor)
     outputs = keras.layers.Concatenate(name=OUTPUT_NAME)(pooled)
     tapped = keras.Model(model.inputs[0], outputs, name=model.name)
     for flag in ("_graft_layer_groups", "_graft_source"):
@@ -130,7 +131,7 @@ def is_stage_layer(layer) -> bool:
     return layer.name == OUTPUT_NAME or layer.name.startswith(POOL_PREFIX)
 
 
-def head_input_base(base, head_input: str = "top", *, pooling: str = "avg"):
+def head_input_base(base, head_input: str = "top", *, pooling: str = "avgmax"):
     """``base`` as ``--head-input`` has the head take it: ``top`` as it is, ``stages`` through
     :func:`with_stage_features`, ``auto`` through it where the base can be tapped and as it is otherwise
     (both logged).
@@ -139,7 +140,7 @@ def head_input_base(base, head_input: str = "top", *, pooling: str = "avg"):
         >>> from graftkit.bases.loader import load_base
         >>> base = load_base("mobilenet_v2_0.35", image_size=96, weights=None)
         >>> head_input_base(base) is base, head_input_base(base, "auto").feature_shape
-        (True, (1328,))
+        (True, (2656,))
     """
     from graftkit import log
 

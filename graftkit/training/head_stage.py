@@ -251,25 +251,38 @@ def after_pooling(head) -> tuple[str | None, object]:
     times for a 7x7 map) and an epoch on them cheaper, with the same results.
 
     Returns:
-        ``("avg" or "max", the model from pooled features to probabilities)``, or ``(None, head)``.
+        ``("avg", "max" or "avgmax", the model from pooled features to probabilities)``, or ``(None, head)``.
 
     Example:
         >>> from graftkit.model.head import build_head
         >>> pool, rest = after_pooling(build_head((7, 7, 32), 3))
         >>> pool, rest.input.shape
         ('avg', (None, 32))
+        >>> pool, rest = after_pooling(build_head((7, 7, 32), 3, pooling="avgmax"))
+        >>> pool, rest.input.shape
+        ('avgmax', (None, 64))
     """
     import keras
 
-    modes = {keras.layers.GlobalAveragePooling2D: "avg", keras.layers.GlobalMaxPooling2D: "max",
-             keras.layers.GlobalAveragePooling1D: "avg", keras.layers.GlobalMaxPooling1D: "max"}
+    from graftkit.model.pooling import pooling_mode
+
     layers = getattr(head, "layers", [])
-    first = layers[1] if len(layers) > 2 and len(head.inputs) == 1 else None
-    if type(first) not in modes or first.input is not head.inputs[0]:
+    if len(layers) < 3 or len(head.inputs) != 1:
         return None, head
-    if any(head.inputs[0] is tensor for layer in layers[2:] for tensor in _inputs_of(layer)):
-        return None, head  # something else reads the unpooled features too
-    return modes[type(first)], keras.Model(first.output, head.output, name=f"{head.name}_after_pool")
+    features = head.inputs[0]
+    readers = [layer for layer in layers[1:] if any(tensor is features for tensor in _inputs_of(layer))]
+    modes = [pooling_mode(layer) for layer in readers]
+    if modes in (["avg"], ["max"]):
+        mode, pooled = modes[0], readers[0].output
+    elif modes == ["avg", "max"]:  # pooler's avgmax: both poolings, then one Concatenate of them in that order
+        joins = [layer for layer in layers if isinstance(layer, keras.layers.Concatenate)
+                 and [id(t) for t in _inputs_of(layer)] == [id(readers[0].output), id(readers[1].output)]]
+        if len(joins) != 1:
+            return None, head
+        mode, pooled = "avgmax", joins[0].output
+    else:
+        return None, head  # no pooling first, or something else reads the unpooled features too
+    return mode, keras.Model(pooled, head.output, name=f"{head.name}_after_pool")
 
 
 def _inputs_of(layer) -> list:

@@ -50,6 +50,7 @@ START, END, STEPS = 1e-7, 10.0, 100
 MIN_STEPS = 30  # a fine-tuning sweep on fewer batches than this cycles through them again
 SMOOTHING = 0.98  # fastai's beta for 100 steps; a shorter sweep smooths over the same share of its range
 DIVERGE = 4.0  # stop once the smoothed loss exceeds this many times its minimum
+DIVERGE_FLOOR = 0.1  # ... or this loss, whichever is more: from a near-perfect fit, 4x a tiny loss is noise
 SUGGEST_RANGE = (1e-6, 0.1)
 RISEN = 1.25  # the loss has risen for good once it stays above this many times its flat level
 DEFAULT_LR = FIELDS["lr"].default  # the head's rate where none is found
@@ -264,7 +265,9 @@ def find_lr(model, batches, *, task=None, start: float = START, end: float = END
         start, end, steps: the swept range and the most steps.
         smoothing: the smoothing factor beta; default fastai's 0.98 for 100 steps, ``0.98^(100 / steps)`` for
             fewer, so the smoothing spans the same share of the swept range.
-        diverge: stop when the smoothed loss exceeds this many times its minimum.
+        diverge: stop when the smoothed loss exceeds this many times its minimum (a minimum under
+            :data:`DIVERGE_FLOOR` counts as that floor: a head already fitting its batches nearly perfectly
+            would otherwise stop the sweep at its first noisy step).
         class_weight: per-class loss weights (single-label), or None.
         name: what is swept, for the result and the log.
         rule: how the rate is suggested from the curve (:func:`suggest`): ``valley`` or ``rise/10``.
@@ -314,7 +317,7 @@ def find_lr(model, batches, *, task=None, start: float = START, end: float = END
             average = beta * average + (1 - beta) * loss  # as smoothed(raw, beta), a step at a time
             losses.append(average / (1 - beta ** len(raw)))
             best = min(best, losses[-1])
-            if losses[-1] > diverge * best:
+            if losses[-1] > diverge * max(best, DIVERGE_FLOOR):
                 stopped = "diverged"
                 break
     if not lrs:

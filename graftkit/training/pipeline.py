@@ -93,6 +93,7 @@ def _prepare(config: TrainConfig, resume, session) -> _Prepared:
     from graftkit.data.layout import load_split
     from graftkit.data.pipeline import class_weights
     from graftkit.model.head import assemble, build_head
+    from graftkit.model.pooling import pooling_for
     from graftkit.model.stages import head_input_base
     from graftkit.model.task import Task
     from graftkit.training import checkpoint
@@ -105,6 +106,8 @@ def _prepare(config: TrainConfig, resume, session) -> _Prepared:
     log.info(f"data: {len(split.train)} training and {len(split.val)} validation {examples(split)}, {what} "
              f"({split.how}; task {split.task})")
     warnings = list(split.warnings)
+    by_epochs = bool(config.hidden) or config.head_solver == "adam"
+    pooling = pooling_for(config.pooling, by_epochs)
     if config.head_input == "stages" and (config.base == TFIDF or split.modality == "text"):
         raise GraftError("--head-input stages pools an image base's stages, and this base reads texts: leave "
                          "--head-input out (or use top)")
@@ -114,14 +117,14 @@ def _prepare(config: TrainConfig, resume, session) -> _Prepared:
         base = _text_base(config, split)
     else:
         head_input = config.head_input
-        if head_input == "auto" and (config.hidden or config.head_solver == "adam"):
+        if head_input == "auto" and by_epochs:
             log.info("head input: the base's output only (the stages' features are standardized by the L-BFGS "
                      "head, and this head trains by epochs)")
             head_input = "top"
         base = head_input_base(load_base(config.base, image_size=config.image_size, weights=config.weights,
                                          cut=config.cut, preprocess=config.preprocess,
                                          trust_model=config.trust_model),
-                               head_input, pooling=config.pooling)
+                               head_input, pooling=pooling)
         upscaled = upscale_warning(split.sizes, split.train.paths + split.val.paths, base.image_size)
         warnings += [upscaled] if upscaled else []
     if config.precision != "float32" and base.model is not None:
@@ -157,7 +160,7 @@ def _prepare(config: TrainConfig, resume, session) -> _Prepared:
     from graftkit.model.precision import using
 
     with using("float32"):  # the head computes in float32 under any precision: its output feeds the loss
-        head = build_head(base.feature_shape, len(split.class_names), pooling=config.pooling,
+        head = build_head(base.feature_shape, len(split.class_names), pooling=pooling,
                           hidden=config.hidden, dropout=config.dropout, seed=config.seed, task=task)
     return _Prepared(split, base, task, head, assemble(base, head, train_bn=config.train_bn), run_dir,
                      checkpoint.Checkpointer(session.scratch or run_dir, resume, data=digest),

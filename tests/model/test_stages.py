@@ -42,11 +42,16 @@ def test_stage_features_are_each_tap_pooled_side_by_side():
     images = np.random.default_rng(0).random((3, 64, 64, 3)).astype("float32")
     ends = keras.Model(model.inputs, [model.get_layer(name).output for name in ("relu2", "relu3", "top")])
     expected = np.concatenate([np.asarray(t).mean(axis=(1, 2)) for t in ends(images)], axis=1)
-    tapped = with_stage_features(base_of(model))
+    tapped = with_stage_features(base_of(model), pooling="avg")
     assert tapped.feature_shape == (8 + 10 + 16,)
     np.testing.assert_allclose(np.asarray(tapped.model(images)), expected, rtol=1e-5, atol=1e-6)
     maxed = with_stage_features(base_of(model), pooling="max").model(images)
     np.testing.assert_allclose(np.asarray(maxed)[:, -16:], np.asarray(ends(images)[2]).max(axis=(1, 2)), rtol=1e-5)
+    both = with_stage_features(base_of(model))  # the default: avgmax, as --pooling auto takes for stages
+    assert both.feature_shape == (2 * (8 + 10 + 16),)  # each tap's average, then its maximum
+    top = np.asarray(both.model(images))[:, -32:]
+    np.testing.assert_allclose(top[:, :16], expected[:, -16:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(top[:, 16:], np.asarray(maxed)[:, -16:], rtol=1e-5, atol=1e-6)
 
 
 def test_a_base_that_cannot_be_tapped_is_refused_with_the_fix():
@@ -66,7 +71,7 @@ def test_the_default_taps_a_base_that_can_be_tapped_and_an_older_run_resumes_wit
     from graftkit.config import TrainConfig
 
     assert TrainConfig(data="d").head_input == "auto"
-    assert head_input_base(base_of(pyramid()), "auto").feature_shape == (34,)
+    assert head_input_base(base_of(pyramid()), "auto").feature_shape == (68,)
     older = TrainConfig(data="d").to_json().replace('"head_input": "auto",', "")
     (tmp_path / "config.json").write_text(older)
     assert "head_input" not in older and TrainConfig.from_file(tmp_path / "config.json").head_input == "top"
@@ -102,7 +107,7 @@ def test_the_boundary_caches_the_low_stages_pooled_not_their_maps():
     apply_freeze(tapped, parse_freeze("last:3"))  # trains down4 and top; relu3 and below stay frozen
     boundary, why = bd.find_boundary(tapped)
     assert why == ""
-    assert sorted(boundary.shapes) == sorted([(4, 4, 10), (8,), (10,)])  # relu3's map, relu2's and relu3's pooled
+    assert sorted(boundary.shapes) == sorted([(4, 4, 10), (16,), (20,)])  # relu3's map; relu2's, relu3's pooled
     images = np.random.default_rng(1).random((2, 64, 64, 3)).astype("float32")
     cached = boundary.bottom(images)
     np.testing.assert_allclose(np.asarray(boundary.top(cached)), np.asarray(tapped(images)), rtol=1e-5, atol=1e-6)
@@ -121,7 +126,7 @@ def test_a_stages_run_saves_a_model_that_plain_keras_loads_and_predicts(tmp_path
         "import sys, keras, numpy as np\n"
         "sys.modules['graftkit'] = None\n"
         f"m = keras.saving.load_model({str(run.run_dir / 'model.keras')!r})\n"
-        "assert m.get_layer('base').get_layer('stage_features').output.shape[-1] == 34\n"
+        "assert m.get_layer('base').get_layer('stage_features').output.shape[-1] == 68\n"
         "p = m.predict(np.zeros((2, 64, 64, 3), 'float32'), verbose=0)\n"
         "print(p.shape, round(float(p.sum(axis=1).mean()), 3))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout

@@ -40,9 +40,10 @@ def features_dataset_all(views, labels):
     return (np.concatenate([x.numpy() for x, _ in batches]), np.concatenate([y.numpy() for _, y in batches]))
 
 
-def test_saved_model_equals_the_head_on_cached_features(tiny_images, personal, tmp_path, capfd):
+@pytest.mark.parametrize("pooling", ["avg", "avgmax"])
+def test_saved_model_equals_the_head_on_cached_features(tiny_images, personal, tmp_path, capfd, pooling):
     run = api.train(tiny_images, base=str(personal), epochs=3, fine_tune_epochs=0, lr=0.05, batch_size=8,
-                    out=str(tmp_path / "run"))
+                    pooling=pooling, out=str(tmp_path / "run"))
     assert "exact features" in capfd.readouterr().err  # the log says which augmentation mode was picked
     from graftkit.data.layout import load_split
     from graftkit.data.pipeline import make_dataset
@@ -50,8 +51,8 @@ def test_saved_model_equals_the_head_on_cached_features(tiny_images, personal, t
     split = load_split(tiny_images, seed=0)
     stats = {}
     base = load_base(personal)
-    pooled = extract.extract_features(base, split.val.paths, pool="avg", stats=stats)
-    assert stats["computed"] == 0  # the run filled the cache (pooled, as its head starts with average pooling)
+    pooled = extract.extract_features(base, split.val.paths, pool=pooling, stats=stats)
+    assert stats["computed"] == 0  # the run filled the cache (pooled, as its head starts with that pooling)
     model, _ = load_trained(tmp_path / "run")
     images = np.concatenate([x.numpy() for x in make_dataset(split.val.paths, image_size=24, batch_size=4)])
     expected = model.predict(images, verbose=0)
@@ -65,7 +66,7 @@ def test_saved_model_equals_the_head_on_cached_features(tiny_images, personal, t
 def test_after_pooling_shares_the_head_layers():
     from graftkit.model.head import build_head
 
-    head = build_head((5, 5, 6), 3, hidden=[4])
+    head = build_head((5, 5, 6), 3, hidden=[4], pooling="avg")
     pool, rest = after_pooling(head)
     assert pool == "avg"
     x = np.random.default_rng(0).normal(size=(2, 5, 5, 6)).astype("float32")

@@ -109,6 +109,22 @@ def test_toy_curve_falls_then_rises_and_the_suggestion_lies_on_the_way_down():
     assert sweep.rule == "valley"
 
 
+def test_a_sweep_from_a_near_perfect_fit_is_not_stopped_by_its_first_noisy_step():
+    # An L-BFGS head that already fits its batches starts fine-tuning's sweep at a loss near 0, where 4 times
+    # the minimum is noise: such a sweep stopped at its second step and suggested 1.89e-7.
+    rng = np.random.default_rng(0)
+    y = (np.arange(96) % 2).astype("int32")
+    x = (rng.normal(size=(96, 8)) + 8.0 * y[:, None] * np.eye(8)[0]).astype("float32")  # apart along x0
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    kernel = np.zeros((8, 2), "float32")
+    kernel[0] = [-2.0, 2.0]
+    model.layers[0].set_weights([kernel, np.array([8.0, -8.0], "float32")])  # the boundary at x0 = 4
+    start_loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(y, model.predict(x, verbose=0))))
+    sweep = find_lr(model, batches_of(x, y), steps=60, rule="rise/10")
+    assert start_loss < 0.05 and sweep.steps > 20, (start_loss, sweep.steps)
+    assert sweep.suggestion >= 1e-5
+
+
 def test_suggestion_is_clamped_to_the_sane_range_and_the_sweep():
     lrs = list(sweep_rates(1e-7, 10.0, 60))
     rising = [1.0 + i for i in range(60)]  # never falls: min/10 of the first rate, then clamped up
