@@ -117,6 +117,9 @@ def _prepare(config: TrainConfig, resume, session) -> _Prepared:
         base = _text_base(config, split)
     else:
         head_input = config.head_input
+        if config.pooling == "auto":
+            log.info(f"pooling: {pooling} (--pooling auto: " + ("avg for a head that trains by epochs)" if by_epochs
+                     else "each map's average and maximum for the linear head fitted by L-BFGS)"))
         if head_input == "auto" and by_epochs:
             log.info("head input: the base's output only (the stages' features are standardized by the L-BFGS "
                      "head, and this head trains by epochs)")

@@ -40,18 +40,20 @@ def features_dataset_all(views, labels):
     return (np.concatenate([x.numpy() for x, _ in batches]), np.concatenate([y.numpy() for _, y in batches]))
 
 
-@pytest.mark.parametrize("pooling", ["avg", "avgmax"])
-def test_saved_model_equals_the_head_on_cached_features(tiny_images, personal, tmp_path, capfd, pooling):
+@pytest.mark.parametrize("pooling, pooled_as", [("avg", "avg"), ("auto", "avgmax")])
+def test_saved_model_equals_the_head_on_cached_features(tiny_images, personal, tmp_path, capfd, pooling, pooled_as):
     run = api.train(tiny_images, base=str(personal), epochs=3, fine_tune_epochs=0, lr=0.05, batch_size=8,
                     pooling=pooling, out=str(tmp_path / "run"))
-    assert "exact features" in capfd.readouterr().err  # the log says which augmentation mode was picked
+    err = capfd.readouterr().err
+    assert "exact features" in err  # the log says which augmentation mode was picked
+    assert (f"pooling: {pooled_as} (--pooling auto" in err) == (pooling == "auto")  # and what auto chose
     from graftkit.data.layout import load_split
     from graftkit.data.pipeline import make_dataset
 
     split = load_split(tiny_images, seed=0)
     stats = {}
     base = load_base(personal)
-    pooled = extract.extract_features(base, split.val.paths, pool=pooling, stats=stats)
+    pooled = extract.extract_features(base, split.val.paths, pool=pooled_as, stats=stats)
     assert stats["computed"] == 0  # the run filled the cache (pooled, as its head starts with that pooling)
     model, _ = load_trained(tmp_path / "run")
     images = np.concatenate([x.numpy() for x in make_dataset(split.val.paths, image_size=24, batch_size=4)])
