@@ -7,7 +7,7 @@ from typing import Sequence
 import keras
 
 from graftkit.errors import GraftError
-from graftkit.model.pooling import MODES as POOLING_MODES, pooler
+from graftkit.model.pooling import check_mode, pooler
 
 
 def build_head(
@@ -45,8 +45,7 @@ def build_head(
     task = task or Task()
     if num_classes < 2 and task.kind == "single":
         raise GraftError(f"a classifier needs at least 2 classes, got {num_classes}")
-    if pooling not in POOLING_MODES:
-        raise GraftError(f"unknown --pooling '{pooling}': use {', '.join(POOLING_MODES)}")
+    check_mode(pooling)  # also where nothing is pooled
     inputs = keras.Input(tuple(feature_shape), name="features")
     x = inputs
     rank = len(feature_shape)

@@ -27,6 +27,28 @@ def pooling_for(pooling: str, head_trains_by_epochs: bool) -> str:
     return "avg" if head_trains_by_epochs else "avgmax"
 
 
+def check_mode(mode: str) -> None:
+    """Refuse a pooling that is not one of :data:`MODES`, naming the option and its values.
+
+    Example:
+        >>> check_mode("mean")
+        Traceback (most recent call last):
+        graftkit.errors.GraftError: unknown --pooling 'mean': use avg, max, avgmax
+    """
+    from graftkit.errors import GraftError
+
+    if mode not in MODES:
+        raise GraftError(f"unknown --pooling '{mode}': use {', '.join(MODES)}")
+
+
+def _layers() -> dict:
+    """Rank of one example's features -> its (average, maximum) global pooling layer classes."""
+    import keras
+
+    return {3: (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D),
+            2: (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalMaxPooling1D)}
+
+
 def pooler(rank: int, mode: str, *, name: str = "pool"):
     """A callable that pools a batch of feature maps of ``rank`` dimensions per example (3: images, 2: sequences).
 
@@ -45,10 +67,8 @@ def pooler(rank: int, mode: str, *, name: str = "pool"):
 
     from graftkit.errors import GraftError
 
-    kinds = {3: (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D),
-             2: (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalMaxPooling1D)}
-    if mode not in MODES:
-        raise GraftError(f"unknown --pooling '{mode}': use {', '.join(MODES)}")
+    check_mode(mode)
+    kinds = _layers()
     if rank not in kinds:
         raise GraftError(f"cannot pool features of rank {rank} with '{mode}': pooling takes image or sequence maps")
     average, maximum = kinds[rank]
@@ -77,8 +97,5 @@ def pooling_mode(layer) -> str | None:
         >>> pooling_mode(keras.layers.GlobalMaxPooling2D()), pooling_mode(keras.layers.Dense(2))
         ('max', None)
     """
-    import keras
-
-    modes = {keras.layers.GlobalAveragePooling2D: "avg", keras.layers.GlobalMaxPooling2D: "max",
-             keras.layers.GlobalAveragePooling1D: "avg", keras.layers.GlobalMaxPooling1D: "max"}
+    modes = {kind: mode for pair in _layers().values() for kind, mode in zip(pair, ("avg", "max"))}
     return modes.get(type(layer))
