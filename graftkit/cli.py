@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parse(parser, argv)
     except _UsageError as error:
-        print(error.parser.format_usage().rstrip() + f"\n{error.parser.prog}: error: {error}", file=sys.stderr)
+        listed = "commands" if hasattr(error.parser, "_graft_commands") else "options"
+        print(f"{error.parser.prog}: error: {error} ('{error.parser.prog} --help' lists the {listed})", file=sys.stderr)
         return 2
     log.set_quiet(getattr(args, "quiet", False))
     # Pillow warns of damaged metadata in files it still reads ("Corrupt EXIF data", "Tag data
@@ -62,7 +63,7 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with no abbreviated flags and errors raised (to be printed with the subcommand's usage)."""
+    """argparse, with no abbreviated flags and errors raised (printed as one line that points to ``--help``)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, allow_abbrev=False, formatter_class=_Help, **kwargs)

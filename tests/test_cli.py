@@ -131,7 +131,14 @@ def test_cli_numeric_options(capsys, argv, needle):
 def test_cli_unknown_option_is_a_usage_error(capsys):
     assert main(["train", "data", "--learning-rate", "0.1"]) == 2
     err = capsys.readouterr().err
-    assert "usage: graft train" in err and "unknown option '--learning-rate'" in err
+    assert err.splitlines() == ["graft train: error: unknown option '--learning-rate' ('graft train --help' lists the "
+                                "options)"]
+
+
+def test_a_wrong_choice_is_one_line_naming_the_option_and_its_choices(capsys):
+    assert main(["train", "data", "--pooling", "mean"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "--pooling" in lines[0] and "'avgmax'" in lines[0] and "'mean'" in lines[0]
 
 
 @pytest.mark.parametrize("argv, usage, needle", [
@@ -139,10 +146,11 @@ def test_cli_unknown_option_is_a_usage_error(capsys):
     (["predict", "run", "x.png", "--top", "2"], "graft predict", "did you mean --top-k?"),
     (["trian", "data"], "graft", "did you mean train?"),
 ])
-def test_typos_get_the_subcommands_usage_and_the_nearest_name(capsys, argv, usage, needle):
+def test_typos_get_one_line_with_the_nearest_name_and_where_help_is(capsys, argv, usage, needle):
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert f"usage: {usage}" in err and needle in err and "Traceback" not in err
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{usage}: error:") and needle in lines[0]
+    assert f"'{usage} --help'" in lines[0]
 
 
 @pytest.mark.parametrize("argv, needle", [
